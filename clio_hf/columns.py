@@ -1,0 +1,72 @@
+"""The column scheme, written once: the names every stage adds and the checks every stage runs first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import datasets
+
+from .facets import Facet
+
+CONVERSATION = "conversation"
+DUPLICATE_OF = "duplicate_of"
+
+MESSAGE_FEATURE = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
+
+HIERARCHY_FEATURES = datasets.Features(
+    {
+        "facet": datasets.Value("string"),
+        "node_id": datasets.Value("int64"),
+        "level": datasets.Value("int64"),
+        "parent_id": datasets.Value("int64"),
+        "name": datasets.Value("string"),
+        "summary": datasets.Value("string"),
+        "name_source": datasets.Value("string"),
+        "size": datasets.Value("int64"),
+    }
+)
+
+
+def facet_column(facet: Facet, prefix: str = "") -> str:
+    return prefix + facet.column
+
+
+def embedding_column(facet: Facet, prefix: str = "") -> str:
+    return f"{prefix}{facet.column}_embedding"
+
+
+def cluster_column(facet: Facet, prefix: str = "") -> str:
+    return f"{prefix}{facet.column}_cluster"
+
+
+def mean_column(facet: Facet) -> str:
+    return f"{facet.column}_mean"
+
+
+def added_columns(facets: Iterable[Facet], prefix: str = "") -> list[str]:
+    """Every column `annotate` adds to the input rows, in order."""
+    names = [prefix + CONVERSATION, prefix + DUPLICATE_OF]
+    for facet in facets:
+        names.append(facet_column(facet, prefix))
+        if facet.clustered:
+            names += [embedding_column(facet, prefix), cluster_column(facet, prefix)]
+    return names
+
+
+def check_no_collisions(existing: Iterable[str], facets: Iterable[Facet], prefix: str = "") -> None:
+    """Stop before any model runs if an added column would overwrite an input column."""
+    clashes = [name for name in added_columns(facets, prefix) if name in set(existing)]
+    if clashes:
+        raise ValueError(
+            f"The input already has column(s) {clashes} that clio_hf would add. "
+            "Pass column_prefix= (CLI: --column-prefix), e.g. column_prefix='clio_', or rename them."
+        )
+
+
+def require_columns(ds: datasets.Dataset, columns: Iterable[str], stage: str) -> None:
+    missing = [c for c in columns if c not in ds.column_names]
+    if missing:
+        raise ValueError(
+            f"{stage}: the dataset has no column(s) {missing}. Available columns: {ds.column_names}. "
+            "Run the earlier stages first (to_conversations, extract_facets, embed_facets, cluster_facets)."
+        )

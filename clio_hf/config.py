@@ -1,0 +1,102 @@
+"""Frozen, hashable configuration for each stage.
+
+Every field has a plain meaning and a default that works on the packaged tiny models. The whole `ClioConfig` is hashed
+into cache fingerprints, so a changed number recomputes exactly the stages it feeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ConversationConfig:
+    """How rows become conversations (`to_conversations`)."""
+
+    max_tokens: int = 512
+    """Token budget of one conversation, counted with the LLM's tokenizer; cut at turn boundaries."""
+    dedup: bool = True
+    dedup_key: str | None = None
+    """Column whose value identifies duplicates; None means the normalised conversation text."""
+
+
+@dataclass(frozen=True)
+class FacetConfig:
+    """How facet values are extracted (`extract_facets`)."""
+
+    max_new_tokens: int = 48
+    max_retries: int = 2
+    """Re-samples of an unparseable answer (seeded by row, facet and attempt) before the value becomes null."""
+    retry_temperature: float = 0.7
+    num_shards: int | None = None
+    """Contiguous shards, each cached on its own so an interrupted run resumes; None picks about 64 rows a shard."""
+    rows_per_shard: int = 64
+    batch_size: int = 16
+    """Prompts per backend call inside a shard (the backend may batch further)."""
+    on_error: Literal["raise", "null"] = "null"
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Base clustering (`cluster_facets`)."""
+
+    rows_per_base_cluster: int = 10
+    max_base_clusters: int = 1000
+    niter: int = 25
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class HierarchyConfig:
+    """Naming and the multi-level tree (`build_hierarchy`)."""
+
+    inside_samples: int = 8
+    """Member values shown when naming a base cluster."""
+    outside_samples: int = 6
+    """Nearest non-member values shown as contrast."""
+    name_samples: int = 3
+    """Naming prompts per cluster (first greedy, then seeded samples); the medoid answer wins."""
+    name_max_new_tokens: int = 64
+    sample_temperature: float = 0.8
+    max_top_nodes: int = 10
+    branching: int = 4
+    """Target children per parent when sizing levels geometrically."""
+    neighborhood_size: int = 40
+    """Clusters per neighbourhood when proposing parent names."""
+    outside_neighbors: int = 3
+    assign_samples: int = 3
+    """Shuffled-candidate votes per child when assigning parents."""
+    max_candidates: int = 9
+    max_levels: int = 6
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ClioConfig:
+    """Everything `annotate` needs besides the data, the facets and the models."""
+
+    conversation: ConversationConfig = field(default_factory=ConversationConfig)
+    facets: FacetConfig = field(default_factory=FacetConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ClioConfig:
+        parts = {
+            "conversation": ConversationConfig,
+            "facets": FacetConfig,
+            "embed": EmbedConfig,
+            "cluster": ClusterConfig,
+            "hierarchy": HierarchyConfig,
+        }
+        return cls(**{name: kind(**data.get(name, {})) for name, kind in parts.items()})

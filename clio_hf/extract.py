@@ -1,0 +1,165 @@
+"""Stage 2: `extract_facets` asks every facet of every conversation and stores the answers as columns.
+
+Each facet runs over K contiguous shards, each its own cached `Dataset.map` whose fingerprint comes from the input
+fingerprint, the shard, the facet, the model, the prompt version and the stage config. A killed run therefore keeps
+every finished shard, and a changed facet recomputes that facet alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Sequence
+
+import datasets
+from datasets.fingerprint import Hasher
+
+from . import columns as C
+from . import prompts
+from .config import FacetConfig
+from .facets import MAIN_FACETS, Facet
+from .language import detect_language_name
+from .llm import LLM
+
+logger = logging.getLogger(__name__)
+
+
+def extract_facets(
+    ds: datasets.Dataset,
+    llm: LLM | None,
+    *,
+    facets: Sequence[Facet] = MAIN_FACETS,
+    config: FacetConfig = FacetConfig(),
+    column_prefix: str = "",
+) -> datasets.Dataset:
+    """Add one column per facet: a string (prefill included), or an int64 for numeric facets; null if unparseable.
+
+    Args:
+        ds: rows with a `conversation` column (see `to_conversations`).
+        llm: any `clio_hf.LLM`; may be None when every facet is computed without one (`method="language_id"`).
+        facets: the questions to ask.
+        config: token budget, retries, sharding, error policy.
+        column_prefix: prefix of the columns read and added.
+
+    Example:
+        >>> ds = extract_facets(to_conversations(raw, llm), llm, facets=[clio_hf.facets.REQUEST])
+        >>> ds["request"][0]
+        "The user's overall request for the assistant is to write a haiku about autumn."
+    """
+    conversation = column_prefix + C.CONVERSATION
+    C.require_columns(ds, [conversation], "extract_facets")
+    if len(ds) == 0:
+        raise ValueError("extract_facets: the dataset is empty.")
+    pieces = [ds]
+    for facet in facets:
+        if facet.method == "llm" and llm is None:
+            raise ValueError(f"extract_facets: facet {facet.name!r} needs an LLM; pass llm=.")
+        pieces.append(_facet_column(ds, llm, facet, config, column_prefix))
+    return datasets.concatenate_datasets(pieces, axis=1)
+
+
+def _facet_column(ds, llm, facet: Facet, config: FacetConfig, prefix: str) -> datasets.Dataset:
+    """A one-column dataset of this facet's values, computed shard by shard with a cache per shard."""
+    out_column = C.facet_column(facet, prefix)
+    feature = datasets.Value("int64") if facet.numeric else datasets.Value("string")
+    model_id = llm.model_id if facet.method == "llm" else facet.method
+    num_shards = config.num_shards or max(1, math.ceil(len(ds) / config.rows_per_shard))
+    num_shards = min(num_shards, len(ds))
+    task = _FacetTask(llm, facet, config, prefix)
+    shards = []
+    bounds = [round(i * len(ds) / num_shards) for i in range(num_shards + 1)]
+    for index in range(num_shards):
+        offset = bounds[index]
+        shard = ds.select(range(offset, bounds[index + 1]))
+        fingerprint = Hasher.hash(
+            [ds._fingerprint, "extract_facets", index, num_shards, facet.to_dict(), model_id, prompts.PROMPT_VERSION,
+             config.max_new_tokens, config.max_retries, config.retry_temperature, prefix]
+        )
+        shards.append(
+            shard.map(
+                task,
+                batched=True,
+                batch_size=config.batch_size,
+                with_indices=True,
+                fn_kwargs={"offset": offset},
+                remove_columns=shard.column_names,
+                features=datasets.Features({out_column: feature}),
+                new_fingerprint=fingerprint,
+                desc=f"{facet.name} shard {index + 1}/{num_shards}",
+            )
+        )
+    column = datasets.concatenate_datasets(shards)
+    failures = sum(v is None for v in column[out_column])
+    if failures:
+        logger.warning("extract_facets: %d of %d %r values could not be parsed and are null.", failures, len(column), facet.name)
+    return column
+
+
+class _FacetTask:
+    """The batched row function of one facet. Holds the model but is never hashed (fingerprints are explicit)."""
+
+    def __init__(self, llm: LLM | None, facet: Facet, config: FacetConfig, prefix: str):
+        self.llm, self.facet, self.config = llm, facet, config
+        self.conversation = prefix + C.CONVERSATION
+        self.out_column = C.facet_column(facet, prefix)
+        self.question = prompts.facet_question(facet)
+        self.answer_prefill = prompts.facet_answer_prefill(facet)
+
+    def __call__(self, batch: dict, indices: list[int], offset: int) -> dict:
+        rows = [offset + i for i in indices]
+        conversations = batch[self.conversation]
+        if self.facet.method == "language_id":
+            return {self.out_column: [detect_language_name(c) for c in conversations]}
+        try:
+            texts = [prompts.transcript(c) for c in conversations]
+        except (TypeError, KeyError) as error:
+            raise ValueError(f"extract_facets: row {rows[0]}..{rows[-1]}: column {self.conversation!r} is not a list of "
+                             f"{{role, content}} messages ({error}). Run to_conversations first.") from error
+        chats = [prompts.facet_prompt(t, self.question, self.answer_prefill) for t in texts]
+        options = prompts.numeric_options(self.facet) if self.facet.numeric else None
+        if options:
+            picks = self.llm.choose(chats, options)
+            return {self.out_column: [int(options[p]) for p in picks]}
+        return {self.out_column: self._generate_with_retries(chats, rows)}
+
+    def _generate_with_retries(self, chats, rows) -> list:
+        values: list = [None] * len(chats)
+        pending = list(range(len(chats)))
+        for attempt in range(self.config.max_retries + 1):
+            if not pending:
+                break
+            sampled = attempt > 0
+            outputs = self.llm.generate(
+                [chats[i] for i in pending],
+                max_new_tokens=self.config.max_new_tokens,
+                stop=["</answer>"],
+                temperature=self.config.retry_temperature if sampled else 0.0,
+                seeds=[_seed(rows[i], self.facet.column, attempt) for i in pending] if sampled else None,
+            )
+            still = []
+            for i, text in zip(pending, outputs):
+                value = self._parse(text)
+                if value is None:
+                    still.append(i)
+                else:
+                    values[i] = value
+            if still and attempt < self.config.max_retries:
+                logger.debug("%s: re-sampling %d unparseable answers (attempt %d)", self.facet.name, len(still), attempt + 1)
+            pending = still
+        if pending and self.config.on_error == "raise":
+            row = rows[pending[0]]
+            raise ValueError(f"extract_facets: row {row}, facet {self.facet.name!r}: no parseable answer after "
+                             f"{self.config.max_retries + 1} attempts (on_error='raise').")
+        return values
+
+    def _parse(self, text: str):
+        if self.facet.numeric:
+            return prompts.parse_numeric(text, self.facet)
+        answer = prompts.parse_open_answer(text)
+        return None if answer is None else prompts.join_prefill(self.facet.prefill, answer)
+
+
+def _seed(row: int, facet: str, attempt: int) -> int:
+    """Re-sample seeds depend on (row, facet, attempt) only, so reruns and other batchings draw the same."""
+    return zlib.crc32(f"{row}:{facet}:{attempt}".encode())

@@ -1,0 +1,135 @@
+"""Facets: the questions asked of every conversation, and the built-in sets."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Facet:
+    """One question asked of every row.
+
+    Args:
+        name: display name; the column is its snake_case form (`Request` -> `request`).
+        question: what the LLM is asked about the conversation.
+        prefill: text the answer starts with; kept in the stored value, left out of the embedding.
+        summary_criteria: what a good cluster name looks like; set it to get clusters and a hierarchy.
+        numeric: `(lo, hi)` for an integer answer, constrained to those values.
+        prompt: a custom question template; `{conversation}` is not needed, the conversation always comes first.
+        method: `llm` asks the LLM; `language_id` computes the language offline (py3langid) from the user turns.
+    """
+
+    name: str
+    question: str
+    prefill: str = ""
+    summary_criteria: str | None = None
+    numeric: tuple[int, int] | None = None
+    prompt: str | None = None
+    method: Literal["llm", "language_id"] = "llm"
+
+    def __post_init__(self):
+        if not column_name(self.name):
+            raise ValueError(f"Facet name {self.name!r} has no letters or digits to make a column name from.")
+        if self.numeric is not None:
+            lo, hi = self.numeric
+            if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi):
+                raise ValueError(f"Facet {self.name!r}: numeric must be (lo, hi) integers with lo <= hi, got {self.numeric!r}.")
+            if self.summary_criteria is not None:
+                raise ValueError(f"Facet {self.name!r}: a numeric facet cannot also be clustered (summary_criteria).")
+        object.__setattr__(self, "numeric", None if self.numeric is None else tuple(self.numeric))
+
+    @property
+    def column(self) -> str:
+        return column_name(self.name)
+
+    @property
+    def clustered(self) -> bool:
+        return self.summary_criteria is not None
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "question": self.question,
+            "prefill": self.prefill,
+            "summary_criteria": self.summary_criteria,
+            "numeric": list(self.numeric) if self.numeric else None,
+            "prompt": self.prompt,
+            "method": self.method,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Facet:
+        data = dict(data)
+        if data.get("numeric") is not None:
+            data["numeric"] = tuple(data["numeric"])
+        return cls(**data)
+
+
+def column_name(name: str) -> str:
+    """snake_case column name of a facet: `Request` -> `request`, `Concerning Score` -> `concerning_score`."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+REQUEST = Facet(
+    name="Request",
+    question="What is the user's overall request for the assistant?",
+    prefill="The user's overall request for the assistant is to",
+    summary_criteria="The cluster name is a short imperative sentence saying what the users asked for, "
+    "for example 'Plan a marketing campaign for a product launch'.",
+)
+LANGUAGE = Facet(
+    name="Language",
+    question="What is the main human language of the user's messages?",
+    method="language_id",
+)
+TASK = Facet(
+    name="Task",
+    question="What task is the assistant being asked to perform in this conversation?",
+    prefill="The task is to",
+    summary_criteria="The cluster name is a short active-verb phrase naming the task from the assistant's side, "
+    "for example 'Debug Python data-processing scripts'.",
+)
+CONCERNING = Facet(
+    name="Concerning",
+    question=(
+        "How concerning is this conversation from a safety point of view, on a scale from 1 to 5? "
+        "1 means harmless everyday use; 2 means mildly sensitive but fine; 3 means somewhat concerning; "
+        "4 means clearly concerning, such as attempts to cause harm; 5 means extremely concerning and urgent."
+    ),
+    numeric=(1, 5),
+)
+SUMMARY = Facet(
+    name="Summary",
+    question="Summarise this text in one sentence: its topic and its purpose.",
+    prefill="This text is about",
+    summary_criteria="The cluster name is a short phrase naming the shared topic, for example "
+    "'Recipes for vegetarian weeknight dinners'.",
+)
+
+MAIN_FACETS: tuple[Facet, ...] = (REQUEST, LANGUAGE, TASK, CONCERNING)
+GENERIC_SUMMARY_FACETS: tuple[Facet, ...] = (SUMMARY,)
+BUILTIN_FACETS: dict[str, Facet] = {f.column: f for f in (*MAIN_FACETS, *GENERIC_SUMMARY_FACETS)}
+
+
+def resolve_facets(names: str | list[str] | tuple) -> tuple[Facet, ...]:
+    """Facets from names (`"request,task"`) or Facet objects; an unknown name lists the known ones."""
+    items = names.split(",") if isinstance(names, str) else list(names)
+    facets = []
+    for item in items:
+        if isinstance(item, Facet):
+            facets.append(item)
+            continue
+        key = column_name(str(item))
+        if key not in BUILTIN_FACETS:
+            raise ValueError(f"Unknown facet {item!r}. Built-in facets: {', '.join(BUILTIN_FACETS)}; or pass clio_hf.Facet objects.")
+        facets.append(BUILTIN_FACETS[key])
+    columns = [f.column for f in facets]
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise ValueError(f"Two facets share the column name(s) {duplicates}; give them distinct names.")
+    if not facets:
+        raise ValueError("No facets given.")
+    return tuple(facets)

@@ -1,0 +1,366 @@
+"""Stage 5: `build_hierarchy` names the base clusters contrastively and builds the multi-level tree.
+
+Per clustered facet, after the Clio paper: each base cluster is named from a sample of its values and the nearest
+values outside it (several samples, the medoid answer wins). Then, level by level, with level sizes shrinking
+geometrically towards `max_top_nodes`: neighbourhoods of similar clusters get LLM-proposed parent names, near-duplicate
+names merge, every child picks one parent by a vote over shuffled candidate lists (the LLM chooses a number, so even a
+tiny model gives a valid answer), and each parent is renamed from its children. Every level must shrink and the number
+of levels is capped, so the loop always ends; whatever the LLM fails to name gets a deterministic name marked
+`name_source="fallback"`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+
+from . import columns as C
+from . import prompts
+from .cluster import embedding_matrix, kmeans, nearest
+from .config import HierarchyConfig
+from .embed import Embedder, normalise
+from .facets import MAIN_FACETS, Facet
+from .llm import LLM
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Node:
+    level: int
+    name: str
+    summary: str
+    name_source: str
+    size: int
+    sums: dict[str, tuple[float, int]]
+    children: list[int] = field(default_factory=list)
+    parent: int | None = None
+    node_id: int = -1
+
+
+def build_hierarchy(
+    ds: datasets.Dataset,
+    llm: LLM,
+    embedder: Embedder,
+    *,
+    facets: Sequence[Facet] = MAIN_FACETS,
+    config: HierarchyConfig = HierarchyConfig(),
+    column_prefix: str = "",
+) -> datasets.Dataset:
+    """The companion dataset: one row per node of every clustered facet's tree (columns in the contract).
+
+    Args:
+        ds: rows with `<facet>`, `<facet>_embedding` and `<facet>_cluster` columns (see `cluster_facets`).
+        llm: names clusters and assigns parents.
+        embedder: embeds names for medoids, neighbourhoods and name dedup.
+        facets: the facets of the run; numeric ones give `<facet>_mean` columns.
+    """
+    clustered = [f for f in facets if f.clustered]
+    needed = [c for f in clustered for c in (C.facet_column(f, column_prefix), C.embedding_column(f, column_prefix), C.cluster_column(f, column_prefix))]
+    C.require_columns(ds, needed, "build_hierarchy")
+    numeric = [f for f in facets if f.numeric and C.facet_column(f, column_prefix) in ds.column_names]
+    features = C.HIERARCHY_FEATURES.copy()
+    for facet in numeric:
+        features[C.mean_column(facet)] = datasets.Value("float64")
+    rows = []
+    for facet in clustered:
+        tree = _FacetTree(ds, llm, embedder, facet, numeric, config, column_prefix)
+        rows += tree.rows()
+        logger.info("build_hierarchy: %s -> %d nodes, %d fallback names", facet.name, len(tree.nodes), tree.fallbacks)
+    return datasets.Dataset.from_list(rows, features=features) if rows else features_only(features)
+
+
+def features_only(features: datasets.Features) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
+
+
+def level_targets(num_base: int, config: HierarchyConfig) -> list[int]:
+    """Node counts of the levels above the base: geometric, ending at most at `max_top_nodes`."""
+    if num_base < 3:
+        return []
+    top = min(config.max_top_nodes, max(1, math.ceil(num_base / config.branching)))
+    levels = max(1, math.ceil(math.log(num_base / top) / math.log(config.branching) - 1e-9))
+    levels = min(levels, config.max_levels)
+    targets, previous = [], num_base
+    for level in range(1, levels + 1):
+        target = max(top, round(num_base * (top / num_base) ** (level / levels)))
+        target = min(target, previous - 1)
+        if target < 1:
+            break
+        targets.append(target)
+        previous = target
+    return targets
+
+
+class _FacetTree:
+    def __init__(self, ds, llm, embedder, facet: Facet, numeric: Sequence[Facet], config: HierarchyConfig, prefix: str):
+        self.llm, self.embedder, self.facet, self.config = llm, embedder, facet, config
+        self.forbidden = prompts.prompt_examples(facet)
+        self.fallbacks = 0
+        labels = np.asarray(ds[C.cluster_column(facet, prefix)], dtype=np.int64)
+        duplicates = ds[prefix + C.DUPLICATE_OF] if prefix + C.DUPLICATE_OF in ds.column_names else None
+        originals = np.asarray(duplicates) < 0 if duplicates is not None else np.ones(len(ds), dtype=bool)
+        values = ds[C.facet_column(facet, prefix)]
+        vectors, _ = embedding_matrix(ds, C.embedding_column(facet, prefix))
+        self.numeric_values = {f.column: ds[C.facet_column(f, prefix)] for f in numeric}
+
+        # Distinct answers of original rows: what naming prompts show and where contrastive neighbours come from.
+        self.answers: list[str] = []
+        answer_rows: list[int] = []
+        seen: dict[str, int] = {}
+        self.answer_of_row = np.full(len(ds), -1)
+        for row in np.flatnonzero((labels >= 0) & originals):
+            answer = prompts.strip_prefill(values[row], facet.prefill)
+            if answer not in seen:
+                seen[answer] = len(self.answers)
+                self.answers.append(answer)
+                answer_rows.append(row)
+            self.answer_of_row[row] = seen[answer]
+        self.answer_vectors = vectors[answer_rows] if answer_rows else np.zeros((0, vectors.shape[1]), np.float32)
+        self.answer_labels = labels[answer_rows]
+        self.nodes: list[_Node] = []
+        self._build_base(labels, vectors)
+        self._build_levels()
+
+    # ------------------------------------------------------------------------------------------------ base level
+    def _build_base(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        num_base = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
+        centroids, insides, outsides = [], [], []
+        for cluster in range(num_base):
+            rows = np.flatnonzero(labels == cluster)
+            sums = {col: _sum_count(vals[r] for r in rows) for col, vals in self.numeric_values.items()}
+            self.nodes.append(_Node(0, "", "", "", len(rows), sums))
+            centroid = normalise(vectors[rows].mean(axis=0, keepdims=True))[0]
+            centroids.append(centroid)
+            members = np.flatnonzero(self.answer_labels == cluster)
+            rng = self._rng(0, cluster)
+            insides.append([self.answers[i] for i in rng.permutation(members)[: self.config.inside_samples]])
+            similarity = self.answer_vectors @ centroid
+            outside = [i for i in np.argsort(-similarity, kind="stable") if self.answer_labels[i] != cluster]
+            outsides.append([self.answers[i] for i in outside[: self.config.outside_samples]])
+        self.base_centroids = np.asarray(centroids, dtype=np.float32).reshape(num_base, -1)
+
+        def prompt(cluster: int, sample: int):
+            inside, outside = insides[cluster], outsides[cluster]
+            if sample:
+                rng = self._rng(0, cluster, sample)
+                inside, outside = [inside[i] for i in rng.permutation(len(inside))], [outside[i] for i in rng.permutation(len(outside))]
+            return prompts.cluster_name_prompt(self.facet, inside, outside)
+
+        named = self._name_with_samples(list(range(num_base)), prompt, level=0)
+        for cluster, answer in enumerate(named):
+            node = self.nodes[cluster]
+            node.node_id = cluster
+            if answer is None:
+                central = self.answers[self._central_answer(cluster)] if len(insides[cluster]) else "no value"
+                node.name, node.summary, node.name_source = prompts.fallback_name(central), prompts.fallback_summary(central, node.size), "fallback"
+                self.fallbacks += 1
+            else:
+                node.name, node.summary, node.name_source = answer[0], answer[1] or prompts.fallback_summary(insides[cluster][0], node.size), "llm"
+
+    def _central_answer(self, cluster: int) -> int:
+        members = np.flatnonzero(self.answer_labels == cluster)
+        return int(members[np.argmax(self.answer_vectors[members] @ self.base_centroids[cluster])])
+
+    # ------------------------------------------------------------------------------------------------ upper levels
+    def _build_levels(self) -> None:
+        current = list(range(len(self.nodes)))
+        for level, target in enumerate(level_targets(len(current), self.config), start=1):
+            target = min(target, len(current) - 1)  # an earlier level may have shrunk more than planned
+            if target < 1:
+                break
+            current = self._build_level(current, level, target)
+
+    def _build_level(self, children: list[int], level: int, target: int) -> list[int]:
+        child_vectors = self._node_vectors(children)
+        candidates = self._propose(children, child_vectors, level, target)
+        assignment = self._assign(children, child_vectors, candidates, level)
+        if len(set(assignment)) >= len(children):
+            # No progress (e.g. every child picked its own candidate): group the children by embedding instead.
+            groups = nearest(child_vectors, kmeans(child_vectors, target, seed=self.config.seed + level))
+            candidates = [(None, "fallback") for _ in range(int(groups.max()) + 1)]
+            assignment = groups.tolist()
+        parents = []
+        for candidate in sorted(set(assignment)):
+            members = [children[j] for j, a in enumerate(assignment) if a == candidate]
+            parents.append((candidates[candidate], members))
+        return self._make_parents(parents, level)
+
+    def _propose(self, children, child_vectors, level, target) -> list[tuple[str | None, str]]:
+        """Candidate parent names, each with the children whose neighbourhood proposed it (index -> set)."""
+        num_hoods = max(1, round(len(children) / self.config.neighborhood_size))
+        hood_of = nearest(child_vectors, kmeans(child_vectors, num_hoods, seed=self.config.seed + level)) if num_hoods > 1 else np.zeros(len(children), dtype=np.int64)
+        chats, hoods = [], []
+        for hood in sorted(set(hood_of.tolist())):
+            members = np.flatnonzero(hood_of == hood)
+            centre = normalise(child_vectors[members].mean(axis=0, keepdims=True))[0]
+            outside = [j for j in np.argsort(-(child_vectors @ centre), kind="stable") if hood_of[j] != hood][: self.config.outside_neighbors]
+            shown = [(self.nodes[children[j]].name, self.nodes[children[j]].summary) for j in [*members, *outside]]
+            count = max(1, round(target * len(members) / len(children)))
+            chats.append(prompts.propose_parents_prompt(self.facet, shown, count))
+            hoods.append((members, count))
+        outputs = self.llm.generate(chats, max_new_tokens=min(24 * max(c for _, c in hoods) + 16, 256), stop=["</answer>"])
+        names, sources = [], []
+        for (members, count), text in zip(hoods, outputs):
+            proposed = prompts.parse_numbered_list(text, self.forbidden)[: 2 * count]
+            names += proposed
+            sources += [set(members.tolist())] * len(proposed)
+            if not proposed:
+                logger.debug("level %d: a neighbourhood proposed no usable names", level)
+        self._candidate_sources = sources
+        self._candidate_vectors = normalise(self.embedder.encode(names)) if names else np.zeros((0, child_vectors.shape[1]), np.float32)
+        return self._dedup([(n, "llm") for n in names], target)
+
+    def _dedup(self, candidates, target):
+        """Merge near-identical names (cosine >= 0.9), then cut down to about `target` by clustering the names."""
+        keep: list[int] = []
+        merged_sources: dict[int, set] = {}
+        for i in range(len(candidates)):
+            match = next((k for k in keep if float(self._candidate_vectors[i] @ self._candidate_vectors[k]) >= 0.9), None)
+            if match is None:
+                keep.append(i)
+                merged_sources[i] = set(self._candidate_sources[i])
+            else:
+                merged_sources[match] |= self._candidate_sources[i]
+        if len(keep) > target:
+            vectors = self._candidate_vectors[keep]
+            groups = nearest(vectors, kmeans(vectors, target, seed=self.config.seed))
+            reduced = []
+            for group in sorted(set(groups.tolist())):
+                members = [keep[j] for j in np.flatnonzero(groups == group)]
+                sub = self._candidate_vectors[members]
+                medoid = members[int(np.argmax((sub @ sub.T).sum(axis=1)))]
+                merged_sources[medoid] = set().union(*(merged_sources[m] for m in members))
+                reduced.append(medoid)
+            keep = reduced
+        self._merged_sources = [merged_sources[k] for k in keep]
+        self._merged_vectors = self._candidate_vectors[keep]
+        return [candidates[k] for k in keep]
+
+    def _assign(self, children, child_vectors, candidates, level) -> list[int]:
+        """Each child's parent candidate: a vote over `assign_samples` shuffled option lists."""
+        if not candidates:
+            return list(range(len(children)))
+        options_of = []
+        for j in range(len(children)):
+            similarity = self._merged_vectors @ child_vectors[j]
+            own = [c for c in range(len(candidates)) if j in self._merged_sources[c]] or list(range(len(candidates)))
+            options_of.append(sorted(own, key=lambda c: -similarity[c])[: self.config.max_candidates])
+        votes = [Counter() for _ in children]
+        chats, slots = [], []
+        for j, options in enumerate(options_of):
+            if len(options) == 1:
+                votes[j][options[0]] += 1
+                continue
+            child = (self.nodes[children[j]].name, self.nodes[children[j]].summary)
+            for sample in range(self.config.assign_samples):
+                order = [options[i] for i in self._rng(level, j, sample).permutation(len(options))]
+                chats.append(prompts.assign_parent_prompt(child, [candidates[c][0] for c in order]))
+                slots.append((j, order))
+        if chats:
+            picks = self.llm.choose(chats, [str(i) for i in range(1, self.config.max_candidates + 1)][: max(len(o) for _, o in slots)])
+            for (j, order), pick in zip(slots, picks):
+                votes[j][order[min(pick, len(order) - 1)]] += 1
+        return [max(v, key=lambda c: (v[c], float(self._merged_vectors[c] @ child_vectors[j]))) for j, v in enumerate(votes)]
+
+    def _make_parents(self, parents, level) -> list[int]:
+        def prompt(p: int, sample: int):
+            members = parents[p][1]
+            order = self._rng(level, p, sample).permutation(len(members)) if sample else range(len(members))
+            return prompts.rename_parent_prompt(self.facet, [self.nodes[members[i]].name for i in order][:10])
+
+        multi = [p for p, (_, members) in enumerate(parents) if len(members) > 1]
+        renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level)))
+        ids = []
+        for p, ((candidate, source), members) in enumerate(parents):
+            kids = [self.nodes[m] for m in members]
+            sums = {col: (sum(k.sums[col][0] for k in kids), sum(k.sums[col][1] for k in kids)) for col in self.numeric_values}
+            node = _Node(level, "", "", "", sum(k.size for k in kids), sums, children=list(members))
+            if len(kids) == 1:  # a parent of one child says nothing new; copying avoids drift
+                node.name, node.summary, node.name_source = kids[0].name, kids[0].summary, kids[0].name_source
+            elif renamed.get(p) is not None:
+                name, summary = renamed[p]
+                node.name, node.summary, node.name_source = name, summary or _children_summary(kids), "llm"
+            elif candidate is not None and source == "llm":
+                node.name, node.summary, node.name_source = candidate, _children_summary(kids), "llm"
+            else:
+                biggest = max(kids, key=lambda k: k.size)
+                node.name, node.summary, node.name_source = prompts.fallback_name(biggest.name), _children_summary(kids), "fallback"
+                self.fallbacks += 1
+            self.nodes.append(node)
+            ids.append(len(self.nodes) - 1)
+            for m in members:
+                self.nodes[m].parent = ids[-1]
+        return ids
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _name_with_samples(self, items: list[int], make_prompt, level: int) -> list[tuple[str, str | None] | None]:
+        """(name, summary) per item: greedy first, then seeded samples; the medoid of the usable answers wins."""
+        answers: list[list[tuple[str, str | None]]] = [[] for _ in items]
+        for sample in range(self.config.name_samples):
+            if not items:
+                break
+            outputs = self.llm.generate(
+                [make_prompt(item, sample) for item in items],
+                max_new_tokens=self.config.name_max_new_tokens,
+                stop=prompts.NAME_STOP,
+                temperature=self.config.sample_temperature if sample else 0.0,
+                seeds=[_seed(self.facet.column, level, item, sample) for item in items] if sample else None,
+            )
+            for slot, text in enumerate(outputs):
+                parsed = prompts.parse_name_and_summary(text, self.forbidden)
+                if parsed:
+                    answers[slot].append(parsed)
+        return [self._medoid(a) for a in answers]
+
+    def _medoid(self, answers):
+        if len(answers) <= 1:
+            return answers[0] if answers else None
+        vectors = normalise(self.embedder.encode([name for name, _ in answers]))
+        best = answers[int(np.argmax((vectors @ vectors.T).sum(axis=1)))]
+        summary = best[1] or next((s for _, s in answers if s), None)
+        return best[0], summary
+
+    def _node_vectors(self, ids: list[int]) -> np.ndarray:
+        return normalise(self.embedder.encode([f"{self.nodes[i].name}: {self.nodes[i].summary}" for i in ids]))
+
+    def _rng(self, *key: int) -> np.random.Generator:
+        return np.random.default_rng([self.config.seed, zlib.crc32(self.facet.column.encode()), *key])
+
+    def rows(self) -> list[dict]:
+        next_id = sum(1 for n in self.nodes if n.level == 0)
+        for level in sorted({n.level for n in self.nodes} - {0}):
+            for node in sorted((n for n in self.nodes if n.level == level), key=lambda n: (-n.size, n.name)):
+                node.node_id, next_id = next_id, next_id + 1
+        out = []
+        for node in sorted(self.nodes, key=lambda n: n.node_id):
+            row = {
+                "facet": self.facet.column, "node_id": node.node_id, "level": node.level,
+                "parent_id": None if node.parent is None else self.nodes[node.parent].node_id,
+                "name": node.name, "summary": node.summary, "name_source": node.name_source, "size": node.size,
+            }
+            for col, (total, count) in node.sums.items():
+                row[f"{col}_mean"] = total / count if count else None
+            out.append(row)
+        return out
+
+
+def _children_summary(kids: Sequence[_Node]) -> str:
+    names = [k.name for k in sorted(kids, key=lambda k: -k.size)][:3]
+    return f"Covers {len(kids)} groups, such as: " + "; ".join(names) + "."
+
+
+def _sum_count(values) -> tuple[float, int]:
+    present = [v for v in values if v is not None]
+    return float(sum(present)), len(present)
+
+
+def _seed(*key) -> int:
+    return zlib.crc32(":".join(map(str, key)).encode())

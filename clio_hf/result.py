@@ -1,0 +1,305 @@
+"""`ClioResult`: the rows, the hierarchy and the run record, saved and pushed in one layout.
+
+A result folder and a Hub dataset repo hold the same files, built by one function (`_write_folder`):
+
+    README.md                                  YAML `configs` (`default`, `hierarchy`), run record, top of each tree
+    clio_run.json                              the run record (`info`), pretty JSON with sorted keys
+    data/train-00000-of-0000N.parquet          row level, shards of at most ~500 MB
+    hierarchy/train-00000-of-00001.parquet     one row per node
+
+so `load_dataset(path_or_repo, split="train")`, `load_dataset(path_or_repo, "hierarchy", split="train")` and
+`ClioResult.load(path_or_repo)` all work. Writing is deterministic: the same result gives byte-identical files, which
+is what lets a re-push to the Hub skip every unchanged file.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+RUN_FILE = "clio_run.json"
+CONFIG_DIRS = {"default": "data", "hierarchy": "hierarchy"}  # `datasets` refuses a config named "data"
+MAX_SHARD_BYTES = 500 * 2**20
+SHARD_GLOB = "train-*"
+_SHARD_RE = re.compile(r"train-\d{5}-of-\d{5}\.parquet")
+TOP_NODES, TOP_CHILDREN = 15, 8  # how much of each tree the card shows
+
+
+@dataclass
+class ClioResult:
+    """The output of `clio_hf.annotate`: row-level data, the companion hierarchy and the run record."""
+
+    data: datasets.Dataset
+    hierarchy: datasets.Dataset
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def save_to_disk(self, path: str | os.PathLike) -> None:
+        """Write the result folder (the Hub layout). Stale shards of an earlier save at `path` are removed."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".clio-tmp-", dir=path))
+        try:
+            written = _write_folder(self, staging)
+            for rel in written:
+                (path / rel).parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / rel, path / rel)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        for sub in CONFIG_DIRS.values():
+            for old in (path / sub).glob(SHARD_GLOB):
+                if _SHARD_RE.fullmatch(old.name) and f"{sub}/{old.name}" not in written:
+                    old.unlink()
+        logger.info("Saved %d rows and %d nodes to %s", len(self.data), len(self.hierarchy), path)
+
+    @classmethod
+    def load(
+        cls, path_or_repo_id: str | os.PathLike, *, revision: str | None = None, token: str | None = None
+    ) -> ClioResult:
+        """Load a result folder or a Hub dataset repo.
+
+        An existing directory is local. A `Path`, or a string that looks like a path (starts with `/`, `.` or `~`,
+        or has more than one `/`), that is not a directory raises FileNotFoundError. Anything else (`org/name`,
+        `name`) is a Hub dataset repo id, read with `from_hub`.
+        """
+        if not _is_local(path_or_repo_id):
+            return cls.from_hub(str(path_or_repo_id), revision=revision, token=token)
+        if revision is not None:
+            logger.warning("revision=%r is ignored for the local folder %s", revision, path_or_repo_id)
+        path = Path(path_or_repo_id).expanduser()
+        run_file = path / RUN_FILE
+        info = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else _missing_info(path)
+        return cls._from_parts(str(path), info, {})
+
+    @classmethod
+    def from_hub(cls, repo_id: str, *, revision: str | None = None, token: str | None = None) -> ClioResult:
+        """Load a result pushed with `push_to_hub`; all three parts are read at one commit."""
+        from huggingface_hub import HfApi, hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError
+
+        sha = HfApi(token=token).dataset_info(repo_id, revision=revision).sha
+        try:
+            run_file = hf_hub_download(repo_id, RUN_FILE, repo_type="dataset", revision=sha, token=token)
+            info = json.loads(Path(run_file).read_text(encoding="utf-8"))
+        except EntryNotFoundError:
+            info = _missing_info(repo_id)
+        return cls._from_parts(repo_id, info, {"revision": sha, "token": token})
+
+    @classmethod
+    def _from_parts(cls, source: str, info: dict, load_kwargs: dict) -> ClioResult:
+        version = info.get("format_version", FORMAT_VERSION)
+        if version > FORMAT_VERSION:
+            logger.warning("%s has format_version %s; this clio_hf reads up to %s", source, version, FORMAT_VERSION)
+        data = _load_config(source, "default", load_kwargs)
+        hierarchy = _load_config(source, "hierarchy", load_kwargs)
+        return cls(data=data, hierarchy=hierarchy, info=info)
+
+    def push_to_hub(
+        self, repo_id: str, *, private: bool = True, token: str | None = None, commit_message: str | None = None
+    ) -> str:
+        """Create the dataset repo if needed and upload the result folder in one commit; returns the commit URL.
+
+        Unchanged files are skipped by their hash, so re-pushing the same result makes no commit, and a push that
+        failed midway can simply be run again. `private` only applies when the repo is created.
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="clio-push-") as tmp:
+            _write_folder(self, Path(tmp))
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                repo_type="dataset",
+                folder_path=tmp,
+                commit_message=commit_message or f"Upload clio_hf result ({len(self.data)} rows)",
+                delete_patterns=[f"{sub}/{SHARD_GLOB}" for sub in CONFIG_DIRS.values()],
+            )
+        logger.info("Pushed to %s", commit.commit_url)
+        return commit.commit_url
+
+
+def _is_local(path_or_repo_id: str | os.PathLike) -> bool:
+    text = os.path.expanduser(os.fspath(path_or_repo_id))
+    if os.path.isdir(text):
+        return True
+    looks_like_path = text.startswith(("/", ".")) or text.count("/") > 1 or "\\" in text
+    if isinstance(path_or_repo_id, os.PathLike) or os.path.exists(text) or looks_like_path:
+        raise FileNotFoundError(f"{text} is not a result directory (and does not look like a Hub repo id)")
+    return False
+
+
+def _load_config(source: str, config: str, load_kwargs: dict) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset(source, config, split="train", **load_kwargs)
+    except ValueError as err:  # `datasets` refuses a split with no rows (e.g. a run with no clustered facet)
+        if "corresponds to no data" not in str(err):
+            raise
+    sub = CONFIG_DIRS[config]
+    if "revision" not in load_kwargs:  # local
+        files = sorted(str(p) for p in Path(source).glob(f"{sub}/{SHARD_GLOB}"))
+    else:
+        from huggingface_hub import HfApi, hf_hub_download
+
+        names = HfApi(token=load_kwargs["token"]).list_repo_files(source, repo_type="dataset", **load_kwargs)
+        files = [hf_hub_download(source, name, repo_type="dataset", **load_kwargs)
+                 for name in sorted(names) if name.startswith(f"{sub}/train-")]
+    return datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files]))  # features from the metadata
+
+
+def _missing_info(source: str | os.PathLike) -> dict:
+    logger.warning("%s has no %s; the run record is empty", source, RUN_FILE)
+    return {}
+
+
+def _record(result: ClioResult) -> dict:
+    """The info as written: what the run recorded, plus the format version and row counts when absent."""
+    # through JSON first, so that the card shows what a reload will see (tuples become lists, numpy scalars numbers)
+    info = json.loads(json.dumps(result.info, default=_json_default))
+    info["format_version"] = FORMAT_VERSION
+    info.setdefault("clio_hf_version", _version())
+    info.setdefault("rows", {"data": len(result.data), "hierarchy": len(result.hierarchy)})
+    return info
+
+
+def _version() -> str:
+    try:
+        return metadata.version("clio_hf")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _write_folder(result: ClioResult, folder: Path) -> list[str]:
+    """Write the full layout into `folder`; returns the relative paths written."""
+    written, nbytes_on_disk = [], {}
+    for sub, ds in (("data", result.data), ("hierarchy", result.hierarchy)):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        # `data` holds the whole table even after a select; scale to the rows actually kept
+        nbytes = ds.data.nbytes * len(ds) / max(ds.data.num_rows, 1)
+        n = max(1, min(len(ds), math.ceil(nbytes / MAX_SHARD_BYTES)))
+        for i in range(n):
+            rel = f"{sub}/train-{i:05d}-of-{n:05d}.parquet"
+            ds.shard(num_shards=n, index=i, contiguous=True).to_parquet(folder / rel)
+            written.append(rel)
+            # uncompressed size, read back from the file so a reloaded result reports the same number
+            meta = pq.read_metadata(folder / rel)
+            size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
+            nbytes_on_disk[sub] = nbytes_on_disk.get(sub, 0) + size
+    info = _record(result)
+    (folder / RUN_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / "README.md").write_text(_card(result, info, nbytes_on_disk), encoding="utf-8")
+    return written + [RUN_FILE, "README.md"]
+
+
+def _json_default(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else str(value)  # numpy scalars, paths
+
+
+# ---- the dataset card -------------------------------------------------------------------------------------------
+def _card(result: ClioResult, info: dict, nbytes: dict[str, int]) -> str:
+    source = info.get("source") or (info.get("config") or {}).get("source")
+    meta = {
+        "pretty_name": f"Clio analysis of {source}" if source else "clio_hf result",
+        "tags": ["clio_hf"],
+        "configs": [
+            {"config_name": name, "data_files": [{"split": "train", "path": f"{sub}/{SHARD_GLOB}"}]}
+            for name, sub in CONFIG_DIRS.items()
+        ],
+        "dataset_info": [
+            {"config_name": name, "features": ds.features._to_yaml_list(),
+             "splits": [{"name": "train", "num_bytes": nbytes[CONFIG_DIRS[name]], "num_examples": len(ds)}]}
+            for name, ds in (("default", result.data), ("hierarchy", result.hierarchy))
+        ],
+    }
+    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
+    parts = [f"---\n{front}---\n", f"# {meta['pretty_name']}\n", _INTRO, _run_record(info), _trees(result.hierarchy)]
+    return "\n".join(parts)
+
+
+_INTRO = """Made with [clio_hf](https://github.com/clio-hf/clio_hf), a Clio-style pipeline (facets, embeddings,
+clusters, a named hierarchy) on Hugging Face `datasets`. The `default` config holds the input rows plus the facet,
+embedding and cluster columns; the `hierarchy` config holds one row per cluster node (`parent_id` is null at the top).
+
+```python
+from datasets import load_dataset
+rows = load_dataset("<this repo or folder>", split="train")
+tree = load_dataset("<this repo or folder>", "hierarchy", split="train")
+# or everything at once, with the run record: clio_hf.ClioResult.load("<this repo or folder>")
+```
+"""
+
+
+def _cell(value: Any) -> str:
+    text = html.escape(str(value if value is not None else ""), quote=False)
+    return " ".join(text.replace("|", "\\|").split())  # newlines would end the table row
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]) + "\n"
+
+
+def _run_record(info: dict) -> str:
+    facets = info.get("facets") or []
+    out = ["## Run record\n", _table(["field", "value"], [
+        ["format version", info.get("format_version")], ["clio_hf version", info.get("clio_hf_version")],
+        ["LLM", info.get("llm")], ["embedder", info.get("embedder")],
+        ["facets", ", ".join(str(f.get("name", f)) if isinstance(f, dict) else str(f) for f in facets)],
+        ["prompt version", info.get("prompt_version")], ["seed", info.get("seed")],
+        ["created at", info.get("created_at")],
+    ])]
+    sections = (("rows", "Row counts", "count"), ("timings", "Stage timings", "seconds"),
+                ("parse_failures", "Parse failures", "count"), ("fallback_names", "Fallback names", "count"))
+    for key, title, unit in sections:
+        if info.get(key):
+            # sorted: the JSON file sorts its keys, so a reloaded result must render the same card
+            rows = [[k, f"{v:.2f}" if isinstance(v, float) else v] for k, v in sorted(info[key].items())]
+            out += [f"### {title}\n", _table(["", unit], rows)]
+    if facets and all(isinstance(f, dict) for f in facets):
+        out += ["### Facets\n", _table(["name", "question", "numeric"],
+                                      [[f.get("name"), f.get("question"), f.get("numeric")] for f in facets])]
+    if info.get("config"):
+        out += ["### Config\n", "```json\n" + json.dumps(info["config"], indent=2, sort_keys=True) + "\n```\n"]
+    return "\n".join(out)
+
+
+def _trees(hierarchy: datasets.Dataset) -> str:
+    needed = ["facet", "node_id", "parent_id", "name", "size", "summary"]
+    if len(hierarchy) == 0 or any(c not in hierarchy.column_names for c in needed):
+        return ""
+    nodes = hierarchy.select_columns(needed).to_list()
+    out = ["## Top of the tree\n"]
+    for facet in dict.fromkeys(n["facet"] for n in nodes):
+        mine = [n for n in nodes if n["facet"] == facet]
+        by_size = sorted(mine, key=lambda n: (-n["size"], n["node_id"]))
+        tops = [n for n in by_size if n["parent_id"] is None]
+        total = sum(n["size"] for n in tops) or 1
+        rows = []
+        for top in tops[:TOP_NODES]:
+            rows.append([f"**{top['name']}**", top["size"], f"{top['size'] / total:.1%}", top["summary"]])
+            kids = [n for n in by_size if n["parent_id"] == top["node_id"]]
+            for kid in kids[:TOP_CHILDREN]:
+                rows.append([f"↳ {kid['name']}", kid["size"], f"{kid['size'] / total:.1%}", kid["summary"]])
+            if len(kids) > TOP_CHILDREN:
+                rows.append([f"↳ … {len(kids) - TOP_CHILDREN} more", "", "", ""])
+        if len(tops) > TOP_NODES:
+            rows.append([f"… {len(tops) - TOP_NODES} more top-level clusters", "", "", ""])
+        out += [f"### {facet}\n", _table(["name", "size", "share", "summary"], rows)]
+    return "\n".join(out)

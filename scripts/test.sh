@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs clio_hf with its test tools and runs every test, phase by phase, printing how long each phase took.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+declare -a PHASES=()
+status=0
+phase() {  # phase NAME COMMAND...
+  local name=$1; shift
+  local start=$SECONDS
+  echo "=== phase: $name"
+  "$@"; local rc=$?
+  PHASES+=("$(printf '%-16s %5ds  exit %d' "$name" $((SECONDS - start)) "$rc")")
+  [ $rc -eq 0 ] || status=$rc
+}
+phase installs bash scripts/setup.sh --dev
+. .venv/bin/activate
+export HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
+phase core-pipeline python -m pytest -q -p no:cacheprovider tests/test_prompts.py tests/test_sources.py \
+  tests/test_conversations.py tests/test_extract.py tests/test_cluster.py tests/test_hierarchy.py tests/test_pipeline.py
+phase hub-and-space python -m pytest -q -p no:cacheprovider tests/test_result.py tests/test_space.py
+echo "=== phase times"
+printf '%s\n' "${PHASES[@]}"
+exit $status

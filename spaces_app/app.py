@@ -1,0 +1,444 @@
+"""Clio tree viewer: browse a clio_hf result (a Hub dataset repo or a local folder) in Gradio.
+
+The result is named by the CLIO_DATASET environment variable, or by `clio_space.json` beside this file (which
+`clio-hf deploy-space` uploads). Runs with only requirements.txt installed, so it must not import clio_hf.
+Deep links: `?facet=<facet>&node=<node_id>`.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Before gradio is imported: this also turns off its version check, the only other request that leaves the machine.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import fsspec  # noqa: E402
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from datasets import load_dataset, load_dataset_builder  # noqa: E402
+
+SAMPLE_ROWS = 8
+MAX_HITS = 50
+OPEN_HITS = 10  # search hits whose paths the tree opens
+CONVERSATION_CHARS = 2000
+CONFIG_FILE = Path(__file__).with_name("clio_space.json")
+
+
+def esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def snake(name: str) -> str:
+    """A facet's column name, as clio_hf derives it: `Request` -> `request`, `ConcerningScore` -> `concerning_score`."""
+    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+
+
+@dataclass
+class Node:
+    id: int
+    level: int
+    parent: int | None
+    name: str
+    summary: str
+    source: str
+    size: int
+    means: dict[str, float]
+    kids: list[int] = field(default_factory=list)
+
+
+def _run_info(dataset: str) -> dict:
+    try:
+        if Path(dataset).is_dir():
+            path = Path(dataset) / "clio_run.json"
+            return json.loads(path.read_text()) if path.exists() else {}
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(dataset, "clio_run.json", repo_type="dataset")).read_text())
+    except Exception:  # the run file only adds facet order and model names; the tree works without it
+        return {}
+
+
+def _row_columns(dataset: str) -> list[str]:
+    """Column names of the row level, read from the first parquet footer (a few KB, also from the Hub)."""
+    files = load_dataset_builder(dataset).config.data_files["train"]
+    with fsspec.open(files[0], "rb") as f:
+        return pq.read_schema(f).names
+
+
+class ClioView:
+    """The loaded result plus the HTML/plot renderers. Every LLM-written string goes through `esc`."""
+
+    def __init__(self, dataset: str):
+        self.dataset = dataset
+        self.run = _run_info(dataset)
+        hier = load_dataset(dataset, "hierarchy", split="train")
+        mean_cols = [c for c in hier.column_names if c.endswith("_mean")]
+        self.trees: dict[str, dict[int, Node]] = {}
+        for r in hier.to_list():
+            if r.get("published") is False:
+                continue
+            means = {c[: -len("_mean")]: r[c] for c in mean_cols if r[c] is not None and r[c] == r[c]}
+            parent = None if r["parent_id"] is None else int(r["parent_id"])
+            self.trees.setdefault(r["facet"], {})[int(r["node_id"])] = Node(
+                int(r["node_id"]), int(r["level"]), parent, r["name"] or "", r["summary"] or "",
+                r.get("name_source") or "", int(r["size"]), means)
+        self.tops: dict[str, list[int]] = {}
+        for facet, nodes in self.trees.items():
+            for n in nodes.values():
+                if n.parent in nodes:
+                    nodes[n.parent].kids.append(n.id)
+            tops = [n.id for n in nodes.values() if n.parent is None]
+            reachable = self._subtree(nodes, tops)
+            # A node under a withheld parent is withheld with it.
+            self.trees[facet] = nodes = {i: n for i, n in nodes.items() if i in reachable}
+            for n in nodes.values():
+                n.kids.sort(key=lambda k: -nodes[k].size)
+            self.tops[facet] = sorted(tops, key=lambda k: -nodes[k].size)
+        order = [snake(f.get("name", "") if isinstance(f, dict) else str(f)) for f in self.run.get("facets") or []]
+        self.facets = sorted(self.trees, key=lambda f: order.index(f) if f in order else len(order))
+
+        prefix = self.run.get("column_prefix") or ""  # `annotate --column-prefix` renames the added columns
+        available = set(_row_columns(dataset))
+        numeric = [c[: -len("_mean")] for c in mean_cols]
+        self.value_cols = [c for c in dict.fromkeys(order or [*self.facets, *numeric]) if prefix + c in available]
+        extra = [c for c in ("conversation", "duplicate_of", *(f"{f}_cluster" for f in self.facets))
+                 if prefix + c in available]
+        # Only the columns shown: embeddings are most of a result's bytes and the viewer never needs them.
+        data = load_dataset(dataset, split="train", columns=[prefix + c for c in self.value_cols + extra])
+        if prefix:
+            data = data.rename_columns({c: c[len(prefix):] for c in data.column_names})
+        self.n_rows = len(data)
+        cols = data.column_names
+        self.has_conversation = "conversation" in cols
+        self.clusters = {f: data.data.column(f"{f}_cluster").fill_null(-1).to_numpy()
+                         for f in self.facets if f"{f}_cluster" in cols}
+        # Duplicates share the original's values, so samples skip them.
+        self.original = (data.data.column("duplicate_of").fill_null(-1).to_numpy() < 0
+                         if "duplicate_of" in cols else np.ones(len(data), bool))
+        self.rows = data.select_columns(self.value_cols + (["conversation"] if self.has_conversation else []))
+
+    @staticmethod
+    def _subtree(nodes: dict[int, Node], roots: list[int]) -> set[int]:
+        seen, stack = set(), list(roots)
+        while stack:
+            i = stack.pop()
+            seen.add(i)
+            stack.extend(nodes[i].kids)
+        return seen
+
+    def node(self, facet: str, node_id: object) -> Node | None:
+        try:
+            return self.trees.get(facet, {}).get(int(node_id))
+        except (TypeError, ValueError):
+            return None
+
+    def path(self, facet: str, node_id: int) -> list[int]:
+        nodes, out = self.trees[facet], [node_id]
+        while nodes[out[-1]].parent is not None:
+            out.append(nodes[out[-1]].parent)
+        return out[::-1]
+
+    def share(self, facet: str, n: Node) -> float:
+        nodes = self.trees[facet]
+        whole = nodes[n.parent].size if n.parent is not None else sum(nodes[t].size for t in self.tops[facet])
+        return n.size / whole if whole else 0.0
+
+    def meta(self, facet: str, n: Node) -> str:
+        of = "parent" if n.parent is not None else "all"
+        parts = [f"{n.size:,} rows", f"{self.share(facet, n):.1%} of {of}"]
+        parts += [f"{esc(k)} {v:.2f}" for k, v in n.means.items()]
+        return " · ".join(parts)
+
+    # ---- tree ----
+    def _li(self, facet: str, node_id: int, open_ids: set[int], selected: int | None) -> str:
+        n = self.trees[facet][node_id]
+        is_open = bool(n.kids) and node_id in open_ids
+        toggle = '<button class="tog" title="Show children">▸</button>' if n.kids else '<span class="tog"></span>'
+        kids = "".join(self._li(facet, k, open_ids, selected) for k in n.kids) if is_open else ""
+        return (
+            f'<li class="cn{" open" if is_open else ""}" data-node="{n.id}">'
+            f'<div class="row{" sel" if n.id == selected else ""}">{toggle}'
+            f'<span class="nm">{esc(n.name)}</span>'
+            f'<span class="bar"><span style="width:{self.share(facet, n) * 100:.1f}%"></span></span>'
+            f'<span class="meta">{self.meta(facet, n)}</span><div class="sm">{esc(n.summary)}</div></div>'
+            + (f'<ul class="kids">{kids}</ul>' if is_open else "") + "</li>"
+        )
+
+    def tree_html(self, facet: str, open_ids: set[int] | None = None, selected: int | None = None) -> str:
+        if facet not in self.trees:
+            return '<div class="clio-tree">No clustered facet in this result.</div>'
+        items = "".join(self._li(facet, t, open_ids or set(), selected) for t in self.tops[facet])
+        return f'<div class="clio-tree" data-facet="{esc(facet)}"><ul class="top">{items}</ul></div>'
+
+    def kids_html(self, facet: str, node_id: object) -> str:
+        """Server function behind the tree's expand button: one level of children, rendered on demand."""
+        n = self.node(facet, node_id)
+        return "".join(self._li(facet, k, set(), None) for k in n.kids) if n else ""
+
+    def open_tree(self, facet: str, targets: list[int], selected: int | None) -> str:
+        open_ids = {p for t in targets for p in self.path(facet, t)[:-1]}
+        return self.tree_html(facet, open_ids, selected)
+
+    # ---- detail panel ----
+    def samples(self, facet: str, node_id: int) -> list[dict]:
+        col = self.clusters.get(facet)
+        if col is None:
+            return []
+        under = list(self._subtree(self.trees[facet], [node_id]))
+        idx = np.flatnonzero(np.isin(col, under) & self.original)
+        if len(idx) > SAMPLE_ROWS:  # spread over the node rather than the first few rows of the file
+            idx = idx[np.linspace(0, len(idx) - 1, SAMPLE_ROWS).astype(int)]
+        rows = self.rows.select(idx.tolist()).to_list()
+        return [dict(r, _row=int(i)) for i, r in zip(idx, rows, strict=True)]
+
+    def _sample_html(self, row: dict) -> str:
+        values = "".join(f"<dt>{esc(c)}</dt><dd>{esc(row[c])}</dd>" for c in self.value_cols)
+        conv = ""
+        if self.has_conversation and row.get("conversation"):
+            turns = "".join(
+                f'<div class="turn"><b>{esc(t.get("role"))}</b> {esc((t.get("content") or "")[:CONVERSATION_CHARS])}'
+                "</div>" for t in row["conversation"])
+            conv = f'<details><summary>Conversation ({len(row["conversation"])} turns)</summary>{turns}</details>'
+        return f'<div class="sample"><div class="rowid">row {row["_row"]}</div><dl>{values}</dl>{conv}</div>'
+
+    def detail_html(self, facet: str, node_id: object) -> str:
+        n = self.node(facet, node_id)
+        if n is None:
+            return '<div class="clio-detail empty">Click a cluster to see its details and sample rows.</div>'
+        crumbs = " › ".join(f'<a href="#" data-goto="{p}">{esc(self.trees[facet][p].name)}</a>'
+                            for p in self.path(facet, n.id)[:-1])
+        kids = "".join(f'<li><a href="#" data-goto="{k}">{esc(self.trees[facet][k].name)}</a> '
+                       f'<span class="meta">{self.trees[facet][k].size:,} rows</span></li>' for k in n.kids)
+        samples = self.samples(facet, n.id)
+        fallback = ' · <span title="the LLM gave no usable name">fallback name</span>' if n.source == "fallback" else ""
+        return (
+            f'<div class="clio-detail" data-node="{n.id}"><div class="crumbs">{crumbs}</div>'
+            f"<h3>{esc(n.name)}</h3><div class=\"meta\">{esc(facet)} · node {n.id} · level {n.level} · "
+            f"{self.meta(facet, n)}{fallback}</div><p>{esc(n.summary)}</p>"
+            + (f"<h4>Children ({len(n.kids)})</h4><ul>{kids}</ul>" if kids else "")
+            + f"<h4>Sample rows ({len(samples)} of {n.size:,})</h4>"
+            + ("".join(self._sample_html(s) for s in samples) or "<p>No rows available.</p>")
+            + "</div>"
+        )
+
+    # ---- search and overview ----
+    def search(self, facet: str, query: str) -> list[int]:
+        terms = (query or "").lower().split()
+        if not terms or facet not in self.trees:
+            return []
+        nodes = self.trees[facet].values()
+        hits = [n for n in nodes if all(t in f"{n.name} {n.summary}".lower() for t in terms)]
+        hits.sort(key=lambda n: (not all(t in n.name.lower() for t in terms), -n.size))
+        return [n.id for n in hits[:MAX_HITS]]
+
+    def hits_html(self, facet: str, query: str, hits: list[int]) -> str:
+        if not (query or "").strip():
+            return ""
+        if not hits:
+            return f'<div class="clio-hits">No cluster matches “{esc(query)}”.</div>'
+        items = "".join(
+            f'<li><a href="#" data-goto="{h}">'
+            + " › ".join(esc(self.trees[facet][p].name) for p in self.path(facet, h))
+            + f'</a> <span class="meta">{self.trees[facet][h].size:,} rows</span></li>' for h in hits)
+        more = f" (the tree opens the first {OPEN_HITS})" if len(hits) > OPEN_HITS else ""
+        count = f'{len(hits)} match{"es" if len(hits) != 1 else ""}'
+        return f'<div class="clio-hits"><b>{count}</b>{more}<ol>{items}</ol></div>'
+
+    def treemap(self, facet: str) -> go.Figure:
+        nodes = list(self.trees.get(facet, {}).values())
+        fig = go.Figure(go.Treemap(
+            ids=[str(n.id) for n in nodes],
+            parents=["" if n.parent is None else str(n.parent) for n in nodes],
+            labels=[esc(n.name) for n in nodes],
+            values=[n.size for n in nodes],
+            customdata=[esc(n.summary[:200]) for n in nodes],
+            branchvalues="total",
+            maxdepth=3,
+            hovertemplate="<b>%{label}</b><br>%{value} rows<br>%{customdata}<extra></extra>",
+        ))
+        fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=460)
+        return fig
+
+    # ---- JSON API (gradio_client) ----
+    def node_dict(self, facet: str, n: Node) -> dict:
+        return dict(node_id=n.id, level=n.level, parent_id=n.parent, name=n.name, summary=n.summary,
+                    size=n.size, share_of_parent=self.share(facet, n), means=n.means, n_children=len(n.kids))
+
+
+CSS = """
+.clio-tree ul { list-style: none; margin: 0; padding-left: 1.3em; }
+.clio-tree ul.top { padding-left: 0; }
+.clio-tree li.cn > ul.kids { display: none; }
+.clio-tree li.cn.open > ul.kids { display: block; }
+.clio-tree .row { padding: 4px 6px; border-radius: 6px; cursor: pointer; border-left: 3px solid transparent; }
+.clio-tree .row:hover { background: var(--background-fill-secondary); }
+.clio-tree .row.sel { border-left-color: var(--color-accent); background: var(--background-fill-secondary); }
+.clio-tree .tog { display: inline-block; width: 1.5em; border: none; background: none; padding: 0; cursor: pointer;
+  color: var(--body-text-color); transition: transform .1s; }
+.clio-tree li.open > .row .tog { transform: rotate(90deg); }
+.clio-tree .nm { font-weight: 600; }
+.clio-tree .bar { display: inline-block; width: 60px; height: 6px; margin: 0 .6em; border-radius: 3px;
+  background: var(--border-color-primary); vertical-align: middle; }
+.clio-tree .bar > span { display: block; height: 100%; border-radius: 3px; background: var(--color-accent); }
+.clio-tree .sm { margin-left: 1.5em; font-size: .85em; color: var(--body-text-color-subdued); }
+.meta { font-size: .85em; color: var(--body-text-color-subdued); }
+.clio-detail .crumbs { font-size: .85em; }
+.clio-detail h3 { margin: .3em 0; }
+.clio-detail .sample { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px 8px;
+  margin: 6px 0; }
+.clio-detail .rowid { font-size: .8em; color: var(--body-text-color-subdued); }
+.clio-detail dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 10px; margin: 0; }
+.clio-detail dt { font-weight: 600; }
+.clio-detail dd { margin: 0; }
+.clio-detail .turn { white-space: pre-wrap; margin: 4px 0; }
+.clio-hits ol { margin: .3em 0; }
+"""
+
+# Expanding fetches one level of children from the server (kids_html); selecting a node asks Python for its
+# detail panel and keeps the URL a deep link to it.
+TREE_JS = """
+const sync = () => {
+  const tree = element.querySelector('.clio-tree');
+  if (!tree || !tree.dataset.facet) return;
+  const q = new URLSearchParams(window.location.search);
+  q.set('facet', tree.dataset.facet);
+  const sel = tree.querySelector('.row.sel');
+  if (sel) { q.set('node', sel.parentElement.dataset.node); sel.scrollIntoView({block: 'nearest'}); }
+  else q.delete('node');
+  history.replaceState(history.state, '', '?' + q.toString());
+};
+watch('value', sync);
+element.addEventListener('click', async (ev) => {
+  const li = ev.target.closest('li.cn');
+  const tree = element.querySelector('.clio-tree');
+  if (!li || !tree) return;
+  if (ev.target.closest('button.tog')) {
+    if (li.dataset.busy) return;
+    const ul = li.querySelector(':scope > ul.kids');
+    if (ul) { li.classList.toggle('open'); return; }
+    li.dataset.busy = '1';
+    try {
+      const kids = document.createElement('ul');
+      kids.className = 'kids';
+      kids.innerHTML = await server.kids_html({facet: tree.dataset.facet, node: Number(li.dataset.node)});
+      li.appendChild(kids);
+      li.classList.add('open');
+    } finally { delete li.dataset.busy; }
+    return;
+  }
+  tree.querySelectorAll('.row.sel').forEach((r) => r.classList.remove('sel'));
+  li.querySelector(':scope > .row').classList.add('sel');
+  sync();
+  trigger('select', {node: Number(li.dataset.node)});
+});
+"""
+
+GOTO_JS = """
+element.addEventListener('click', (ev) => {
+  const a = ev.target.closest('[data-goto]');
+  if (!a) return;
+  ev.preventDefault();
+  trigger('select', {node: Number(a.dataset.goto)});
+});
+"""
+
+
+def build_demo(dataset: str) -> gr.Blocks:
+    view = ClioView(dataset)
+    default = view.facets[0] if view.facets else None
+    models = " · ".join(esc(f"{k}: {view.run[k]}") for k in ("llm", "embedder") if view.run.get(k))
+
+    def kids_html(ref: dict) -> str:  # gradio hands a server function all its JS arguments as one value
+        return view.kids_html(str(ref.get("facet")), ref.get("node"))
+
+    def on_facet(facet: str):
+        return view.tree_html(facet), view.detail_html(facet, None), view.treemap(facet), "", ""
+
+    def on_tree_select(facet: str, evt: gr.EventData):
+        return view.detail_html(facet, getattr(evt, "node", None))
+
+    def on_goto(facet: str, evt: gr.EventData):
+        n = view.node(facet, getattr(evt, "node", None))
+        if n is None:
+            return gr.skip(), gr.skip()
+        return view.open_tree(facet, [n.id], n.id), view.detail_html(facet, n.id)
+
+    def on_search(facet: str, query: str):
+        hits = view.search(facet, query)
+        first = hits[0] if hits else None
+        return (view.open_tree(facet, hits[:OPEN_HITS], first), view.detail_html(facet, first),
+                view.hits_html(facet, query, hits))
+
+    def on_load(request: gr.Request):
+        params = request.query_params if request else {}
+        facet, node = params.get("facet"), params.get("node")
+        if facet not in view.trees:
+            if node is None:
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            facet = default
+        n = view.node(facet, node)
+        tree = view.open_tree(facet, [n.id], n.id) if n else view.tree_html(facet)
+        return facet, tree, view.detail_html(facet, node), view.treemap(facet)
+
+    def nodes(facet: str, parent_id: int = -1) -> list[dict]:
+        """Top nodes of a facet (parent_id -1) or the children of one node, largest first."""
+        if facet not in view.trees:
+            return []
+        parent = view.node(facet, parent_id)
+        ids = parent.kids if parent else view.tops[facet] if parent_id < 0 else []
+        return [view.node_dict(facet, view.trees[facet][i]) for i in ids]
+
+    def search(facet: str, query: str) -> list[dict]:
+        """Nodes whose name and summary contain every word of the query, with their path from the top."""
+        return [dict(view.node_dict(facet, view.trees[facet][h]), path=view.path(facet, h))
+                for h in view.search(facet, query)]
+
+    shown = Path(dataset).name if Path(dataset).is_dir() else dataset
+    with gr.Blocks(title=f"Clio · {shown}", analytics_enabled=False) as demo:
+        gr.HTML(f"<h2 style='margin:0'>Clio: {esc(shown)}</h2><div class='meta'>{view.n_rows:,} rows · "
+                f"{len(view.facets)} clustered facet(s){' · ' + models if models else ''}</div>")
+        with gr.Row(equal_height=True):
+            facet = gr.Dropdown(view.facets, value=default, label="Facet", scale=1, elem_id="clio-facet")
+            query = gr.Textbox(label="Search cluster names and summaries", placeholder="e.g. translate", scale=3,
+                               submit_btn="Search", elem_id="clio-search")
+        hits = gr.HTML("", js_on_load=GOTO_JS, css_template=CSS, elem_id="clio-hits")
+        with gr.Row():
+            with gr.Column(scale=3):
+                tree = gr.HTML(view.tree_html(default) if default else "", js_on_load=TREE_JS, css_template=CSS,
+                               server_functions=[kids_html], elem_id="clio-tree", max_height=720)
+            with gr.Column(scale=2):
+                detail = gr.HTML(view.detail_html(default, None), js_on_load=GOTO_JS, css_template=CSS,
+                                 elem_id="clio-detail", max_height=720)
+        plot = gr.Plot(view.treemap(default) if default else None, label="Overview", elem_id="clio-treemap")
+
+        private = {"api_visibility": "private"}  # UI plumbing; the API is nodes and search
+        facet.input(on_facet, facet, [tree, detail, plot, hits, query], **private)
+        tree.select(on_tree_select, facet, detail, **private)
+        hits.select(on_goto, facet, [tree, detail], **private)
+        detail.select(on_goto, facet, [tree, detail], **private)
+        query.submit(on_search, [facet, query], [tree, detail, hits], **private)
+        demo.load(on_load, None, [facet, tree, detail, plot], **private)
+        gr.api(nodes, api_name="nodes")
+        gr.api(search, api_name="search")
+    return demo
+
+
+def dataset_name() -> str:
+    if os.environ.get("CLIO_DATASET"):
+        return os.environ["CLIO_DATASET"]
+    if CONFIG_FILE.exists():
+        return json.loads(CONFIG_FILE.read_text())["dataset"]
+    raise SystemExit("Set CLIO_DATASET to a clio_hf result (Hub dataset repo id or local folder).")
+
+
+if __name__ == "__main__":
+    build_demo(dataset_name()).launch()

@@ -1,0 +1,83 @@
+"""Test doubles of the LLM and Embedder protocols, for unit tests of clio_hf's own logic (never for end-to-end tests)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+
+class ScriptedLLM:
+    """Answers by a rule of the test's choosing; records every prompt it was sent.
+
+    `reply(prompt_messages, kind)` returns the generated text; `kind` is "generate" or "choose".
+    """
+
+    model_id = "scripted-llm"
+
+    def __init__(self, reply=None, pick=None, log_path: str | None = None):
+        self.reply = reply or (lambda prompt: " do something useful</answer>")
+        self.pick = pick or (lambda prompt, n: 0)
+        self.prompts: list = []
+        self.log_path = log_path
+
+    def _log(self, prompts, kind):
+        self.prompts += prompts
+        if self.log_path:
+            with open(self.log_path, "a") as f:
+                for p in prompts:
+                    f.write(json.dumps({"kind": kind, "prompt": p}) + "\n")
+
+    def generate(self, prompts, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
+        self._log(prompts, "generate")
+        outputs = []
+        for p in prompts:
+            text = self.reply(p)
+            cuts = [text.find(s) for s in stop if s in text]
+            outputs.append(text[: min(cuts)] if cuts else text)
+        return outputs
+
+    def choose(self, prompts, options):
+        self._log(prompts, "choose")
+        return [self.pick(p, len(options)) % len(options) for p in prompts]
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def truncate_text(self, text, max_tokens):
+        return " ".join(text.split()[:max_tokens])
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words vectors: texts sharing words are similar, identical texts are identical."""
+
+    model_id = "hash-embedder"
+
+    def __init__(self, dim: int = 32):
+        self.dim = dim
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                h = int(hashlib.md5(word.encode()).hexdigest(), 16)
+                out[i, h % self.dim] += 1.0
+            out[i, 0] += 1e-3
+        return out
+
+
+def conversation(user: str, assistant: str | None = "Sure.") -> list[dict]:
+    turns = [{"role": "user", "content": user}]
+    if assistant is not None:
+        turns.append({"role": "assistant", "content": assistant})
+    return turns
+
+
+def slow_down():
+    delay = float(os.environ.get("FAKE_LLM_DELAY", "0"))
+    if delay:
+        import time
+
+        time.sleep(delay)

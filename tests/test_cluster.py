@@ -1,0 +1,68 @@
+import datasets
+import numpy as np
+import pytest
+
+from clio_hf.cluster import cluster_facets
+from clio_hf.config import ClusterConfig
+from clio_hf.embed import embed_facets
+from clio_hf.facets import REQUEST
+from fakes import HashEmbedder
+
+
+def _embedded(values, duplicate_of=None):
+    data = {"request": values, "other": list(range(len(values)))}
+    if duplicate_of is not None:
+        data["duplicate_of"] = duplicate_of
+    return embed_facets(datasets.Dataset.from_dict(data), HashEmbedder(), facets=[REQUEST])
+
+
+def test_embeddings_are_normalised_fixed_size_and_skip_the_prefill():
+    ds = _embedded([REQUEST.prefill + " write a poem", "write a poem", None])
+    assert ds.features["request_embedding"] == datasets.List(datasets.Value("float32"), length=32)
+    a, b, missing = ds["request_embedding"]
+    assert np.allclose(a, b) and np.isclose(np.linalg.norm(a), 1.0) and missing is None
+
+
+@pytest.mark.parametrize("rows, per_cluster, cap, expected_k", [(1, 10, 1000, 1), (5, 10, 1000, 1), (100, 10, 1000, 10), (100, 10, 4, 4)])
+def test_k_is_clamped(rows, per_cluster, cap, expected_k):
+    values = [f"topic{i} word{i % 7} thing{i % 13}" for i in range(rows)]
+    ds = cluster_facets(_embedded(values), facets=[REQUEST], config=ClusterConfig(rows_per_base_cluster=per_cluster, max_base_clusters=cap))
+    labels = ds["request_cluster"]
+    assert max(labels) + 1 <= expected_k and min(labels) == 0
+    assert sorted(set(labels)) == list(range(max(labels) + 1))
+
+
+def test_k_never_exceeds_distinct_values():
+    ds = cluster_facets(_embedded(["same text"] * 30), facets=[REQUEST], config=ClusterConfig(rows_per_base_cluster=2))
+    assert set(ds["request_cluster"]) == {0}
+
+
+def test_ids_by_size_nulls_get_minus_one_and_columns_untouched():
+    values = ["cats"] * 6 + ["dogs bark"] * 3 + ["fish swim fast"] * 9 + [None]
+    source = _embedded(values)
+    ds = cluster_facets(source, facets=[REQUEST], config=ClusterConfig(rows_per_base_cluster=6))
+    labels = np.asarray(ds["request_cluster"])
+    assert labels[-1] == -1
+    sizes = np.bincount(labels[labels >= 0])
+    assert list(sizes) == sorted(sizes, reverse=True)
+    assert ds["other"] == source["other"] and ds["request"] == source["request"]
+
+
+def test_duplicates_follow_their_original_and_do_not_train():
+    values = ["alpha beta"] * 2 + ["gamma delta"] * 2 + ["epsilon"] * 2
+    duplicate_of = [-1, 0, -1, 2, -1, 4]
+    ds = cluster_facets(_embedded(values, duplicate_of), facets=[REQUEST], config=ClusterConfig(rows_per_base_cluster=1))
+    labels = ds["request_cluster"]
+    assert labels[0] == labels[1] and labels[2] == labels[3] and labels[4] == labels[5]
+
+
+def test_deterministic_for_a_seed():
+    values = [f"topic{i % 9} word{i % 5}" for i in range(200)]
+    first = cluster_facets(_embedded(values), facets=[REQUEST])["request_cluster"]
+    again = cluster_facets(_embedded(values), facets=[REQUEST])["request_cluster"]
+    assert first == again
+
+
+def test_missing_embeddings_column_is_a_clear_error():
+    with pytest.raises(ValueError, match="request_embedding"):
+        cluster_facets(datasets.Dataset.from_dict({"request": ["x"]}), facets=[REQUEST])

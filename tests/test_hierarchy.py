@@ -1,0 +1,121 @@
+import itertools
+
+import datasets
+import pytest
+
+from clio_hf.cluster import cluster_facets
+from clio_hf.config import ClusterConfig, HierarchyConfig
+from clio_hf.embed import embed_facets
+from clio_hf.facets import CONCERNING, REQUEST
+from clio_hf.hierarchy import build_hierarchy, level_targets
+from fakes import HashEmbedder, ScriptedLLM
+
+TOPICS = ["python code bug", "cooking pasta recipe", "travel plan japan", "poem about love", "tax form help",
+          "fitness workout plan", "email to boss", "history essay rome", "math homework algebra", "guitar chords song"]
+
+
+def _clustered(n_rows: int, rows_per_cluster: int = 5) -> datasets.Dataset:
+    values = [f"{REQUEST.prefill} {TOPICS[i % len(TOPICS)]} number {i % 3}" for i in range(n_rows)]
+    ds = datasets.Dataset.from_dict({
+        "request": values,
+        "concerning": [(i % 5) + 1 if i % 7 else None for i in range(n_rows)],
+        "duplicate_of": [-1] * n_rows,
+    })
+    ds = embed_facets(ds, HashEmbedder(), facets=[REQUEST])
+    return cluster_facets(ds, facets=[REQUEST], config=ClusterConfig(rows_per_base_cluster=rows_per_cluster))
+
+
+def _check_tree(tree: datasets.Dataset, data: datasets.Dataset):
+    nodes = {n["node_id"]: n for n in tree}
+    assert len(nodes) == len(tree), "node ids are unique"
+    base = [n for n in tree if n["level"] == 0]
+    assert sorted(n["node_id"] for n in base) == list(range(len(base)))
+    assert [n["size"] for n in sorted(base, key=lambda n: n["node_id"])] == sorted((n["size"] for n in base), reverse=True)
+    for node in tree:
+        assert node["name"] and len(node["name"]) <= 120 and "<" not in node["name"]
+        assert node["summary"]
+        assert node["name_source"] in ("llm", "fallback")
+        children = [c for c in tree if c["parent_id"] == node["node_id"]]
+        if node["level"] > 0:
+            assert children and sum(c["size"] for c in children) == node["size"]
+            assert all(c["level"] == node["level"] - 1 for c in children)
+        if node["parent_id"] is not None:
+            assert nodes[node["parent_id"]]["level"] == node["level"] + 1
+    labels = data["request_cluster"]
+    for node in base:
+        assert node["size"] == sum(1 for label in labels if label == node["node_id"])
+    tops = [n for n in tree if n["parent_id"] is None]
+    assert sum(n["size"] for n in tops) == sum(1 for label in labels if label >= 0)
+    if len(base) >= 3:
+        assert max(n["level"] for n in tree) >= 1
+
+
+def _good_llm():
+    counter = itertools.count()
+
+    def reply(prompt):
+        text = prompt[-2]["content"]
+        if "Propose" in text:
+            return " Everyday help\n2. Creative work\n3. Technical tasks</answer>"
+        return f"Group {next(counter)} of requests</name>\n<summary>Users asked for help with things.</summary>"
+
+    return ScriptedLLM(reply=reply, pick=lambda prompt, n: len(prompt[-2]["content"]) % n)
+
+
+def test_tree_invariants_with_a_well_behaved_llm():
+    data = _clustered(60)
+    tree = build_hierarchy(data, _good_llm(), HashEmbedder(), facets=[REQUEST, CONCERNING])
+    _check_tree(tree, data)
+    assert set(tree["facet"]) == {"request"}
+    assert tree.features["concerning_mean"].dtype == "float64"
+    assert all(n["name_source"] == "llm" for n in tree if n["level"] == 0)
+    top = [n for n in tree if n["parent_id"] is None]
+    assert 1 <= len(top) <= 10
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        lambda p: "",  # nothing at all
+        lambda p: "Same name</name>\n<summary>Same.</summary>",  # every cluster and parent the same name
+        lambda p: "\x00\x01 <<<>>> </answer></name>",  # garbage
+        lambda p: "name</name>",  # placeholder text
+    ],
+    ids=["empty", "duplicate", "garbage", "placeholder"],
+)
+def test_terminates_with_valid_tree_on_adversarial_llm_output(reply):
+    data = _clustered(80, rows_per_cluster=4)
+    llm = ScriptedLLM(reply=reply, pick=lambda prompt, n: 0)
+    tree = build_hierarchy(data, llm, HashEmbedder(), facets=[REQUEST, CONCERNING], config=HierarchyConfig(max_top_nodes=3))
+    _check_tree(tree, data)
+    assert len([n for n in tree if n["parent_id"] is None]) <= 3
+    if reply("") in ("", "\x00\x01 <<<>>> </answer></name>", "name</name>"):
+        assert all(n["name_source"] == "fallback" for n in tree if n["level"] == 0)
+    assert len(llm.prompts) < 2000  # bounded work
+
+
+def test_numeric_means_aggregate_rows():
+    data = _clustered(40)
+    tree = build_hierarchy(data, _good_llm(), HashEmbedder(), facets=[REQUEST, CONCERNING])
+    for node in tree.filter(lambda n: n["level"] == 0):
+        values = [c for c, label in zip(data["concerning"], data["request_cluster"]) if label == node["node_id"] and c is not None]
+        assert node["concerning_mean"] == pytest.approx(sum(values) / len(values))
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3])
+def test_tiny_inputs(rows):
+    data = _clustered(rows, rows_per_cluster=1)
+    tree = build_hierarchy(data, _good_llm(), HashEmbedder(), facets=[REQUEST])
+    _check_tree(tree, data)
+    assert len(tree.filter(lambda n: n["level"] == 0)) == len(set(data["request_cluster"]))
+
+
+def test_level_targets_shrink_geometrically_to_the_top():
+    config = HierarchyConfig(max_top_nodes=10, branching=4)
+    assert level_targets(2, config) == []
+    assert level_targets(3, config) == [1]
+    assert level_targets(10, config) == [3]
+    assert level_targets(1000, config) == [316, 100, 32, 10]
+    for k in range(3, 3000, 37):
+        targets = level_targets(k, config)
+        assert targets and targets[-1] <= 10 and all(a > b for a, b in zip([k, *targets], targets))

@@ -1,0 +1,135 @@
+"""`annotate` end to end: fast checks with test doubles, and every contract rule on a real packaged-model run."""
+
+import subprocess
+import sys
+
+import datasets
+import langcodes
+import numpy as np
+import pytest
+
+import clio_hf
+from clio_hf.result import ClioResult
+from conftest import E2E_DUPLICATES, E2E_ROWS
+from fakes import HashEmbedder, ScriptedLLM
+
+
+def _messages(texts):
+    return datasets.Dataset.from_dict({
+        "messages": [[{"role": "user", "content": t}, {"role": "assistant", "content": "ok"}] for t in texts],
+        "request": ["already here"] * len(texts),
+    })
+
+
+def test_column_collision_stops_before_any_model_runs(tmp_path):
+    llm = ScriptedLLM()
+    with pytest.raises(ValueError, match=r"\['request'\].*column_prefix"):
+        clio_hf.annotate(_messages(["a b", "c d"]), llm=llm, embedder=HashEmbedder(), cache_dir=tmp_path)
+    assert llm.prompts == []
+
+
+def test_column_prefix_and_duplicates_share_values(tmp_path):
+    texts = ["cooking pasta", "fixing python bug", "cooking pasta", "travel to japan"]
+    llm = ScriptedLLM(reply=lambda p: " help with " + p[1]["content"].split("User: ")[-1].split("\n")[0] + "</answer>"
+                      if "User: " in p[1]["content"] else "Some group</name>\n<summary>Some summary.</summary>")
+    result = clio_hf.annotate(_messages(texts), llm=llm, embedder=HashEmbedder(), column_prefix="clio_", cache_dir=tmp_path)
+    data = result.data
+    assert data["request"] == ["already here"] * 4  # the input column is untouched
+    assert data["clio_duplicate_of"] == [-1, -1, 0, -1]
+    assert data["clio_request"][2] == data["clio_request"][0] and data["clio_request_cluster"][2] == data["clio_request_cluster"][0]
+    facet_prompts = [p for p in llm.prompts if "Here is a conversation" in p[1]["content"]]
+    assert sum("cooking pasta" in p[1]["content"] for p in facet_prompts) == 3  # request, task, concerning once: the duplicate is not asked
+    assert result.info["rows"] == {"input": 4, "unique": 3, "duplicates": 1}
+
+
+def test_cli_help_lists_subcommands_and_bad_input_is_a_clear_error(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "clio_hf.cli", "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("annotate", "view", "deploy-space"):
+        assert command in out
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    run = subprocess.run([sys.executable, "-m", "clio_hf.cli", "annotate", str(empty), "--out", str(tmp_path / "o")], capture_output=True, text=True)
+    assert run.returncode == 2 and "error" in run.stderr and "Traceback" not in run.stderr
+
+
+# ------------------------------------------------------------------------------------------ the real packaged models
+@pytest.mark.slow
+def test_real_run_keeps_every_row_in_order(real_result, sharegpt_source):
+    data = real_result.data
+    assert len(data) == E2E_ROWS + len(E2E_DUPLICATES)
+    assert data["id"] == sharegpt_source["id"]
+    assert data.features["conversation"] == clio_hf.columns.MESSAGE_FEATURE
+    assert data.features["duplicate_of"].dtype == "int64"
+    duplicates = data["duplicate_of"][E2E_ROWS:]
+    assert duplicates == E2E_DUPLICATES
+    for row, original in enumerate(duplicates, start=E2E_ROWS):
+        for column in ("request", "task", "language", "concerning", "request_cluster", "task_cluster"):
+            assert data[row][column] == data[original][column]
+
+
+@pytest.mark.slow
+def test_real_run_facet_values_follow_the_contract(real_result):
+    data = real_result.data
+    for facet in (clio_hf.facets.REQUEST, clio_hf.facets.TASK):
+        values = data[facet.column]
+        assert all(v is None or v.startswith(facet.prefill) for v in values)
+        assert sum(v is not None for v in values) >= 0.8 * len(values)
+    assert data.features["concerning"].dtype == "int64"
+    concerning = data["concerning"]
+    assert sum(v is not None for v in concerning) >= 0.8 * len(concerning) and all(v is None or 1 <= v <= 5 for v in concerning)
+    languages = [v for v in data["language"] if v is not None]
+    assert languages and all(langcodes.find(v) for v in languages)
+    assert "English" in languages
+
+
+@pytest.mark.slow
+def test_real_run_embeddings_and_clusters(real_result):
+    data, tree = real_result.data, real_result.hierarchy
+    for facet in ("request", "task"):
+        assert data.features[f"{facet}_embedding"] == datasets.List(datasets.Value("float32"), length=384)
+        vectors = [v for v in data[f"{facet}_embedding"] if v is not None]
+        assert np.allclose(np.linalg.norm(np.asarray(vectors), axis=1), 1.0, atol=1e-4)
+        labels = data[f"{facet}_cluster"]
+        assert all((label == -1) == (value is None) for label, value in zip(labels, data[facet]))
+        base = tree.filter(lambda n: n["facet"] == facet and n["level"] == 0)
+        assert sorted(base["node_id"]) == sorted({label for label in labels if label >= 0})
+
+
+@pytest.mark.slow
+def test_real_run_hierarchy_follows_the_contract(real_result):
+    tree = real_result.hierarchy
+    assert {"facet", "node_id", "level", "parent_id", "name", "summary", "name_source", "size", "concerning_mean"} <= set(tree.column_names)
+    assert tree.features["concerning_mean"].dtype == "float64"
+    for facet in ("request", "task"):
+        nodes = [n for n in tree if n["facet"] == facet]
+        by_id = {n["node_id"]: n for n in nodes}
+        assert len(by_id) == len(nodes)
+        base = sorted((n for n in nodes if n["level"] == 0), key=lambda n: n["node_id"])
+        assert [n["size"] for n in base] == sorted((n["size"] for n in base), reverse=True)
+        if len(base) >= 3:
+            assert max(n["level"] for n in nodes) >= 1
+        for node in nodes:
+            assert node["name"] and len(node["name"]) <= 120 and "<" not in node["name"] and "Could not" not in node["name"]
+            assert node["summary"] and node["name_source"] in ("llm", "fallback")
+            children = [c for c in nodes if c["parent_id"] == node["node_id"]]
+            if children:
+                assert sum(c["size"] for c in children) == node["size"]
+            if node["parent_id"] is not None:
+                assert by_id[node["parent_id"]]["level"] == node["level"] + 1
+        assert sum(n["size"] for n in nodes if n["parent_id"] is None) == sum(1 for c in real_result.data[f"{facet}_cluster"] if c >= 0)
+
+
+@pytest.mark.slow
+def test_real_run_saves_in_the_hub_layout_and_reloads(real_result, tmp_path):
+    real_result.save_to_disk(tmp_path / "r")
+    again = ClioResult.load(tmp_path / "r")
+    assert again.data.to_dict() == real_result.data.to_dict()
+    assert again.hierarchy.to_dict() == real_result.hierarchy.to_dict()
+    tree = datasets.load_dataset(str(tmp_path / "r"), "hierarchy", split="train")
+    assert len(tree) == len(real_result.hierarchy)
+    info = again.info
+    for key in ("format_version", "clio_hf_version", "llm", "embedder", "facets", "prompt_version", "config", "seed", "rows", "timings", "parse_failures", "fallback_names"):
+        assert key in info
+    assert info["llm"] == "smollm2-135m" and info["embedder"] == "minilm-l6"
+    card = (tmp_path / "r" / "README.md").read_text()
+    assert "config_name: hierarchy" in card and "config_name: default" in card

@@ -1,0 +1,382 @@
+"""The Gradio Space (spaces_app/) and clio_hf.space: rendering, a real browser, a clean venv, and deploy_space.
+
+Browser tests drive Debian's chromium (`apt-get install chromium`) through pip's playwright; they fail, not skip,
+when it is missing, because CI installs it. The clean-venv test installs spaces_app/requirements.txt from PyPI into
+~/.cache/clio_hf/space-venv-<hash> once and reuses it while requirements.txt is unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from hub_fixtures import hub_env, hub_server, run_hub_client  # noqa: F401  (fixtures are found by name)
+from space_fixture import DEEP_NAME, TREES, XSS_NAME, XSS_SUMMARY, write_space_fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_DIR = ROOT / "spaces_app"
+DOCS = ROOT / "docs"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory):
+    return write_space_fixture(tmp_path_factory.mktemp("space") / "clio-demo")
+
+
+@pytest.fixture(scope="module")
+def app():
+    from clio_hf.space import _load_app
+
+    return _load_app()
+
+
+@pytest.fixture(scope="module")
+def view(app, fx):
+    return app.ClioView(str(fx.path))
+
+
+@pytest.fixture(scope="module")
+def tops(fx) -> dict[str, list[str]]:
+    """Expected top nodes per facet, largest first, read straight from the hierarchy parquet."""
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(next((fx.path / "hierarchy").glob("*.parquet"))).to_pylist()
+    return {f: [r["name"] for r in sorted((r for r in rows if r["facet"] == f and r["parent_id"] is None),
+                                          key=lambda r: -r["size"])] for f in TREES}
+
+
+# ---- rendering, without a browser ----------------------------------------------------------------------------------
+def test_tree_renders_top_nodes_only_and_children_on_demand(view, fx, tops):
+    assert view.facets == ["request", "task"]  # run-file order; language and concerning have no hierarchy
+    html = view.tree_html("request")
+    for name in tops["request"]:
+        assert name in html
+    assert "Python debugging" not in html  # children are not rendered until asked for
+    top = fx.ids["request"]["Software development and debugging help"]
+    kids = view.kids_html("request", top)
+    assert "Python debugging" in kids and "Web front-end work" in kids and "Fix pandas" not in kids
+    assert "rows" in html and "of all" in html
+    assert view.kids_html("request", 10_000) == "" and view.kids_html("nope", 1) == ""
+
+
+def test_every_llm_string_is_escaped(view, fx):
+    xss = fx.ids["request"][XSS_NAME]
+    parent = fx.parents["request"][xss]
+    rendered = view.kids_html("request", parent) + view.detail_html("request", xss) + view.hits_html(
+        "request", "onerror", view.search("request", "onerror"))
+    assert "<img" not in rendered and "<script" not in rendered
+    assert "&lt;img src=x onerror=alert(1)&gt;" in rendered and "&lt;script&gt;" in rendered
+    labels = view.treemap("request").data[0].labels
+    assert "&lt;img src=x onerror=alert(1)&gt;" in labels and XSS_NAME not in labels
+
+
+def test_detail_samples_come_from_the_node_and_skip_duplicates(view, fx):
+    node = fx.ids["task"]["Translate text"]
+    samples = view.samples("task", node)
+    assert 0 < len(samples) <= 8
+    assert all(s["task"].startswith("The user asks to") and s["conversation"] for s in samples)
+    assert all(s["_row"] < fx.n_rows - 10 for s in view.samples("request", fx.ids["request"]["Cooking"]))
+
+
+def test_search_matches_names_and_summaries(view, fx):
+    assert view.search("request", "legal BASQUE") == [fx.ids["request"][DEEP_NAME]]
+    assert fx.ids["request"][XSS_NAME] in view.search("request", "pwned")  # summary text
+    assert view.search("request", "") == [] and view.search("request", "zzzz") == []
+
+
+def test_unpublished_nodes_and_their_subtrees_never_show(app, tmp_path):
+    fx2 = write_space_fixture(tmp_path / "r", unpublished=("Python debugging",))
+    v = app.ClioView(str(fx2.path))
+    top = fx2.ids["request"]["Software development and debugging help"]
+    shown = v.kids_html("request", top) + "".join(v.detail_html("request", n) for n in v.trees["request"])
+    assert "Python debugging" not in shown and "Fix pandas KeyError" not in shown
+    assert v.search("request", "pandas") == [] and "Web front-end work" in shown
+
+
+# ---- served app: gradio_client, then a real browser ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served(fx):
+    from clio_hf.space import launch_view
+
+    old = os.environ.get("CLIO_DATASET")
+    demo = launch_view(str(fx.path), port=free_port(), block=False)
+    yield demo.local_url
+    demo.close()
+    if old is None:
+        os.environ.pop("CLIO_DATASET", None)
+    else:
+        os.environ["CLIO_DATASET"] = old
+
+
+def test_gradio_client_api(served, fx, tops):
+    from gradio_client import Client
+
+    client = Client(served, verbose=False)
+    assert set(client.view_api(return_format="dict", print_info=False)["named_endpoints"]) == {"/nodes", "/search"}
+    top = client.predict("request", -1, api_name="/nodes")
+    assert [t["name"] for t in top] == tops["request"]
+    assert sum(t["share_of_parent"] for t in top) == pytest.approx(1.0)
+    kids = client.predict("request", top[0]["node_id"], api_name="/nodes")
+    assert {k["name"] for k in kids} == set(TREES["request"][top[0]["name"]])
+    hits = client.predict("request", "basque", api_name="/search")
+    assert hits[0]["name"] == DEEP_NAME and hits[0]["path"][-1] == fx.ids["request"][DEEP_NAME]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the browser tests need it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    """A page that records every request and dialog; on teardown asserts nothing left loopback and no script ran."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = ctx.new_page()
+    pg.set_default_timeout(20_000)
+    urls: list[str] = []
+    dialogs: list[str] = []
+    pg.on("request", lambda r: urls.append(r.url))
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.base = served
+    yield pg
+    pwned = pg.evaluate("() => window.__pwned")
+    ctx.close()
+    foreign = [u for u in urls if urlsplit(u).scheme in ("http", "https", "ws", "wss")
+               and urlsplit(u).hostname not in LOCAL_HOSTS]
+    assert not foreign, f"requests left 127.0.0.1: {foreign}"
+    assert not dialogs, f"a dialog fired: {dialogs}"
+    assert pwned is None
+
+
+def open_app(page, query: str = ""):
+    page.goto(page.base + query, wait_until="networkidle")
+    page.wait_for_selector(".clio-tree ul.top > li.cn")
+
+
+def row(page, name: str):
+    return page.locator(".clio-tree li.cn > .row", has=page.locator(".nm", has_text=name)).first
+
+
+def tree_names(page, selector: str = ".clio-tree .nm") -> list[str]:
+    return page.locator(selector).all_inner_texts()
+
+
+def test_default_facet_tree_shows_top_nodes(page, tops):
+    open_app(page)
+    assert page.locator("#clio-facet input").input_value() == "request"
+    assert tree_names(page, ".clio-tree ul.top > li.cn > .row .nm") == tops["request"]
+    first = page.locator(".clio-tree ul.top > li.cn > .row").first.inner_text()
+    assert "126 rows" in first and "of all" in first and "concerning" in first and "Conversations about" in first
+
+
+def test_expanding_a_node_loads_its_children(page):
+    open_app(page)
+    assert "Web front-end work" not in tree_names(page)
+    row(page, "Software development and debugging help").locator("button.tog").click()
+    page.wait_for_selector(".clio-tree li.cn.open > ul.kids .nm >> text=Web front-end work")
+    assert set(tree_names(page, ".clio-tree li.cn.open > ul.kids > li.cn > .row .nm")) == {
+        "Web front-end work", "Python debugging"}
+    assert "of parent" in row(page, "Python debugging").inner_text()
+    row(page, "Web front-end work").locator("button.tog").click()
+    xss = page.locator(".clio-tree .nm", has_text="onerror").first
+    xss.wait_for()
+    assert xss.inner_text() == XSS_NAME  # shown as text, not parsed as an <img>
+    assert page.locator(".clio-tree img, .clio-tree script").count() == 0
+    row(page, "Software development and debugging help").locator("button.tog").click()  # collapses again
+    assert not row(page, "Python debugging").is_visible()
+
+
+def test_detail_panel_shows_sample_rows(page, fx):
+    open_app(page)
+    row(page, "Writing, translation and language help").locator(".nm").click()
+    page.wait_for_selector(".clio-detail h3 >> text=Writing, translation and language help")
+    detail = page.locator(".clio-detail")
+    assert detail.locator(".sample").count() == 8
+    first = detail.locator(".sample").first
+    assert "The user asks to" in first.inner_text() and "language" in first.inner_text()
+    first.locator("summary").click()
+    assert "Hello, could you help me?" in first.locator(".turn").first.inner_text()
+    node = fx.ids["request"]["Writing, translation and language help"]
+    assert page.url.endswith(f"?facet=request&node={node}")  # the address bar is a deep link to this view
+
+
+def test_search_finds_a_deep_node_and_opens_its_path(page, fx):
+    open_app(page)
+    page.locator("#clio-search textarea, #clio-search input").first.fill("legal contracts")
+    page.locator("#clio-search textarea, #clio-search input").first.press("Enter")
+    page.wait_for_selector(f".clio-detail h3 >> text={DEEP_NAME}")
+    assert row(page, DEEP_NAME).is_visible()
+    assert "sel" in row(page, DEEP_NAME).get_attribute("class")
+    for ancestor in ("Writing, translation and language help", "Translation requests"):
+        assert row(page, ancestor).is_visible()
+    assert DEEP_NAME in page.locator(".clio-hits").inner_text()
+    assert not row(page, "Python debugging").is_visible()  # only the hit's path is open
+    row(page, "Translation requests").locator(".nm").click()
+    page.wait_for_selector(".clio-detail h3 >> text=Translation requests")
+    row(page, DEEP_NAME).scroll_into_view_if_needed()
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "space.png"), full_page=True)
+
+
+def test_deep_link_reopens_a_node(page, fx, tops):
+    node = fx.ids["task"]["Localise app strings"]
+    open_app(page, f"?facet=task&node={node}")
+    page.wait_for_selector(".clio-detail h3 >> text=Localise app strings")
+    assert page.locator("#clio-facet input").input_value() == "task"
+    assert row(page, "Localise app strings").is_visible()
+    assert tree_names(page, ".clio-tree ul.top > li.cn > .row .nm") == tops["task"]
+    assert "Text transformation" in page.locator(".clio-detail .crumbs").inner_text()
+
+
+def test_xss_node_shows_as_text_and_runs_nothing(page, fx):
+    node = fx.ids["request"][XSS_NAME]
+    open_app(page, f"?facet=request&node={node}")
+    page.wait_for_selector(".clio-detail h3 >> text=onerror")
+    detail = page.locator(".clio-detail")
+    assert detail.locator("h3").inner_text() == XSS_NAME
+    assert XSS_SUMMARY in detail.inner_text()
+    for summary in detail.locator("details > summary").all():
+        summary.click()
+    assert page.locator(".clio-detail img, .clio-detail script, .clio-tree img").count() == 0
+    assert XSS_NAME in page.locator("#clio-treemap").inner_text()
+    page.wait_for_timeout(500)  # give an injected onerror handler time to fire, if there were one
+
+
+def test_treemap_renders_and_follows_the_facet(page, tops):
+    open_app(page)
+    page.wait_for_selector("#clio-treemap .js-plotly-plot g.trace.treemap")
+    assert page.locator("#clio-treemap g.trace.treemap path.surface").count() >= 10
+    assert "Software development and debugging help" in page.locator("#clio-treemap").inner_text()
+    page.locator("#clio-facet input").click()
+    page.get_by_role("option", name="task").click()
+    page.wait_for_selector(".clio-tree[data-facet=task]")
+    assert tree_names(page, ".clio-tree ul.top > li.cn > .row .nm") == tops["task"]
+    page.wait_for_function(
+        "() => document.querySelector('#clio-treemap').innerText.includes('Code generation and repair')")
+
+
+# ---- the app in a clean virtualenv with only spaces_app/requirements.txt ------------------------------------------
+def space_venv() -> Path:
+    reqs = APP_DIR / "requirements.txt"
+    digest = hashlib.sha256(reqs.read_bytes() + sys.version.encode()).hexdigest()[:16]
+    venv = Path.home() / ".cache" / "clio_hf" / f"space-venv-{digest}"
+    if not (venv / ".complete").exists():
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "-r", str(reqs)], check=True, timeout=1200)
+        (venv / ".complete").write_text(reqs.read_text())
+    return venv
+
+
+def test_app_runs_with_only_its_requirements(fx, tmp_path):
+    python = str(space_venv() / "bin" / "python")
+    env = {k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TMPDIR")}
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if not p.startswith(sys.prefix)]
+    port = free_port()
+    env.update(PATH=os.pathsep.join(path), CLIO_DATASET=str(fx.path), HOME=str(tmp_path),
+               GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
+               HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="1")
+    isolated = subprocess.run([python, "-c", "import clio_hf"], env=env, cwd=tmp_path, capture_output=True)
+    assert isolated.returncode != 0, "the clean venv can import clio_hf"
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([python, str(APP_DIR / "app.py")], env=env, cwd=tmp_path, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        url, deadline = f"http://127.0.0.1:{port}/", time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, f"the app exited:\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    status = r.status
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert time.monotonic() < deadline, f"the app did not serve in time:\n{log.read_text()}"
+                time.sleep(0.5)
+        assert status == 200
+        with urllib.request.urlopen(url + "config", timeout=10) as r:
+            config = r.read().decode()
+        assert "Software development and debugging help" in config
+        assert "&lt;img src=x onerror=alert(1)&gt;" in config and json.loads(config)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+# ---- deploy_space against the local Hub server ---------------------------------------------------------------------
+DEPLOY = """
+import json, sys
+from pathlib import Path
+from huggingface_hub import HfApi, snapshot_download
+from clio_hf.space import _load_app, deploy_space
+
+fixture, out = sys.argv[1], Path(sys.argv[2])
+api = HfApi()
+api.create_repo("user/clio-run", repo_type="dataset")
+api.upload_folder(repo_id="user/clio-run", folder_path=fixture, repo_type="dataset")
+url = deploy_space("user/clio-space", dataset="user/clio-run")
+again = deploy_space("user/clio-space", dataset="user/clio-run")  # re-deploying an existing Space works
+local = snapshot_download("user/clio-space", repo_type="space", local_dir=out / "space")
+# The downloaded Space, with no CLIO_DATASET set, finds its dataset through clio_space.json.
+import importlib.util
+spec = importlib.util.spec_from_file_location("space_app", Path(local) / "app.py")
+app = importlib.util.module_from_spec(spec)
+sys.modules["space_app"] = app
+spec.loader.exec_module(app)
+view = app.ClioView(app.dataset_name())
+print(json.dumps({"url": url, "again": again, "dataset": app.dataset_name(),
+                  "tops": [view.trees["request"][t].name for t in view.tops["request"]]}))
+"""
+
+
+def test_deploy_space_uploads_a_working_space(hub_server, hub_env, fx, tmp_path, tops):  # noqa: F811
+    env = {k: v for k, v in hub_env.items() if k != "CLIO_DATASET"}
+    proc = run_hub_client(DEPLOY, env, str(fx.path), str(tmp_path), timeout=300)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["url"] == f"{hub_server.url}/spaces/user/clio-space" == out["again"]
+    assert out["dataset"] == "user/clio-run" and out["tops"] == tops["request"]
+    files = hub_server.files("user/clio-space", "space")
+    assert {"app.py", "requirements.txt", "README.md", "clio_space.json"} <= set(files)
+    assert files["app.py"] == (APP_DIR / "app.py").read_bytes()
+    assert files["requirements.txt"] == (APP_DIR / "requirements.txt").read_bytes()
+    assert json.loads(files["clio_space.json"]) == {"dataset": "user/clio-run"}
+    card = files["README.md"].decode()
+    front = card.split("---")[1]
+    for line in ("sdk: gradio", "app_file: app.py", "- user/clio-run", "sdk_version: 6."):
+        assert line in front
+    assert hub_server.repos[("space", "user/clio-space")]["sdk"] == "gradio"
+    assert not re.search(rb"^\s*(import|from)\s+clio_hf", files["app.py"], re.M)
