@@ -7,9 +7,11 @@ every finished shard, and a changed facet recomputes that facet alone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import zlib
+from pathlib import Path
 from collections.abc import Sequence
 
 import datasets
@@ -51,49 +53,79 @@ def extract_facets(
     C.require_columns(ds, [conversation], "extract_facets")
     if len(ds) == 0:
         raise ValueError("extract_facets: the dataset is empty.")
-    pieces = [ds]
     for facet in facets:
         if facet.method == "llm" and llm is None:
             raise ValueError(f"extract_facets: facet {facet.name!r} needs an LLM; pass llm=.")
-        pieces.append(_facet_column(ds, llm, facet, config, column_prefix))
-    return datasets.concatenate_datasets(pieces, axis=1)
-
-
-def _facet_column(ds, llm, facet: Facet, config: FacetConfig, prefix: str) -> datasets.Dataset:
-    """A one-column dataset of this facet's values, computed shard by shard with a cache per shard."""
-    out_column = C.facet_column(facet, prefix)
-    feature = datasets.Value("int64") if facet.numeric else datasets.Value("string")
-    model_id = llm.model_id if facet.method == "llm" else facet.method
-    num_shards = config.num_shards or max(1, math.ceil(len(ds) / config.rows_per_shard))
-    num_shards = min(num_shards, len(ds))
-    task = _FacetTask(llm, facet, config, prefix)
-    shards = []
+    num_shards = min(config.num_shards or max(1, math.ceil(len(ds) / config.rows_per_shard)), len(ds))
     bounds = [round(i * len(ds) / num_shards) for i in range(num_shards + 1)]
+    pieces: dict[str, list[datasets.Dataset]] = {f.column: [] for f in facets}
     for index in range(num_shards):
         offset = bounds[index]
         shard = ds.select(range(offset, bounds[index + 1]))
-        fingerprint = Hasher.hash(
-            [ds._fingerprint, "extract_facets", index, num_shards, facet.to_dict(), model_id, prompts.PROMPT_VERSION,
-             config.max_new_tokens, config.max_retries, config.retry_temperature, prefix]
-        )
-        shards.append(
-            shard.map(
-                task,
-                batched=True,
-                batch_size=config.batch_size,
-                with_indices=True,
-                fn_kwargs={"offset": offset},
-                remove_columns=shard.column_names,
-                features=datasets.Features({out_column: feature}),
-                new_fingerprint=fingerprint,
-                desc=f"{facet.name} shard {index + 1}/{num_shards}",
+        fingerprints = {
+            f.column: Hasher.hash(
+                [ds._fingerprint, "extract_facets", index, num_shards, f.to_dict(), llm.model_id if f.method == "llm" else f.method,
+                 prompts.PROMPT_VERSION, config.max_new_tokens, config.max_retries, config.retry_temperature, column_prefix]
             )
-        )
-    column = datasets.concatenate_datasets(shards)
-    failures = sum(v is None for v in column[out_column])
-    if failures:
-        logger.warning("extract_facets: %d of %d %r values could not be parsed and are null.", failures, len(column), facet.name)
-    return column
+            for f in facets
+        }
+        pending = [f for f in facets if f.method == "llm" and not _cached(shard, fingerprints[f.column])]
+        batch = _FacetBatch(llm, pending, config, column_prefix)
+        for facet in facets:
+            column = C.facet_column(facet, column_prefix)
+            pieces[facet.column].append(
+                shard.map(
+                    batch.task(facet),
+                    batched=True,
+                    batch_size=config.batch_size,
+                    with_indices=True,
+                    fn_kwargs={"offset": offset},
+                    remove_columns=shard.column_names,
+                    features=datasets.Features({column: datasets.Value("int64") if facet.numeric else datasets.Value("string")}),
+                    new_fingerprint=fingerprints[facet.column],
+                    desc=f"{facet.name} shard {index + 1}/{num_shards}",
+                )
+            )
+    columns = [datasets.concatenate_datasets(pieces[f.column]) for f in facets]
+    for facet, column in zip(facets, columns):
+        failures = sum(v is None for v in column[C.facet_column(facet, column_prefix)])
+        if failures:
+            logger.warning("extract_facets: %d of %d %r values could not be parsed and are null.", failures, len(column), facet.name)
+    return datasets.concatenate_datasets([ds, *columns], axis=1)
+
+
+def _cached(shard: datasets.Dataset, fingerprint: str) -> bool:
+    """Whether `map(new_fingerprint=fingerprint)` on this shard will load its result instead of computing it."""
+    if not datasets.is_caching_enabled() or not shard.cache_files:
+        return False
+    return (Path(shard.cache_files[0]["filename"]).parent / f"cache-{fingerprint}.arrow").exists()
+
+
+class _FacetBatch:
+    """Computes every not-yet-cached LLM facet of a batch of rows together, then hands each facet's map its values.
+
+    Asking all facets of the same rows back to back lets the backend reuse each conversation's prefix (its key/value
+    cache) across facets, while every facet still gets a cache file of its own.
+    """
+
+    def __init__(self, llm: LLM | None, pending: Sequence[Facet], config: FacetConfig, prefix: str):
+        self.llm, self.config, self.prefix = llm, config, prefix
+        self.tasks = {f.column: _FacetTask(llm, f, config, prefix) for f in pending}
+        self.memo: dict[int, dict[str, dict]] = {}
+
+    def task(self, facet: Facet):
+        if facet.column not in self.tasks:
+            return _FacetTask(self.llm, facet, self.config, self.prefix)
+        return functools.partial(self._joint, facet.column)
+
+    def _joint(self, column: str, batch: dict, indices: list[int], offset: int) -> dict:
+        key = offset + indices[0]
+        if key not in self.memo:
+            self.memo[key] = {c: task(batch, indices, offset) for c, task in self.tasks.items()}
+        values = self.memo[key].pop(column)
+        if not self.memo[key]:
+            del self.memo[key]
+        return values
 
 
 class _FacetTask:

@@ -27,7 +27,7 @@ from .cluster import embedding_matrix, kmeans, nearest
 from .config import HierarchyConfig
 from .embed import Embedder, normalise
 from .facets import MAIN_FACETS, Facet
-from .llm import LLM
+from .llm import LLM, ChatPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ class _FacetTree:
             count = max(1, round(target * len(members) / len(children)))
             chats.append(prompts.propose_parents_prompt(self.facet, shown, count))
             hoods.append((members, count))
-        outputs = self.llm.generate(chats, max_new_tokens=min(24 * max(c for _, c in hoods) + 16, 256), stop=["</answer>"])
+        outputs = self.llm.generate(chats, max_new_tokens=min(14 * max(c for _, c in hoods) + 8, 128), stop=["</answer>"])
         names, sources = [], []
         for (members, count), text in zip(hoods, outputs):
             proposed = prompts.parse_numbered_list(text, self.forbidden)[: 2 * count]
@@ -254,7 +254,7 @@ class _FacetTree:
             own = [c for c in range(len(candidates)) if j in self._merged_sources[c]] or list(range(len(candidates)))
             options_of.append(sorted(own, key=lambda c: -similarity[c])[: self.config.max_candidates])
         votes = [Counter() for _ in children]
-        chats, slots = [], []
+        by_size: dict[int, list[tuple[int, list[int], ChatPrompt]]] = {}
         for j, options in enumerate(options_of):
             if len(options) == 1:
                 votes[j][options[0]] += 1
@@ -262,12 +262,11 @@ class _FacetTree:
             child = (self.nodes[children[j]].name, self.nodes[children[j]].summary)
             for sample in range(self.config.assign_samples):
                 order = [options[i] for i in self._rng(level, j, sample).permutation(len(options))]
-                chats.append(prompts.assign_parent_prompt(child, [candidates[c][0] for c in order]))
-                slots.append((j, order))
-        if chats:
-            picks = self.llm.choose(chats, [str(i) for i in range(1, self.config.max_candidates + 1)][: max(len(o) for _, o in slots)])
-            for (j, order), pick in zip(slots, picks):
-                votes[j][order[min(pick, len(order) - 1)]] += 1
+                by_size.setdefault(len(order), []).append((j, order, prompts.assign_parent_prompt(child, [candidates[c][0] for c in order])))
+        for size, slots in by_size.items():  # one choice call per list length, so every answer names a listed option
+            picks = self.llm.choose([chat for _, _, chat in slots], [str(i) for i in range(1, size + 1)])
+            for (j, order, _), pick in zip(slots, picks):
+                votes[j][order[pick]] += 1
         return [max(v, key=lambda c: (v[c], float(self._merged_vectors[c] @ child_vectors[j]))) for j, v in enumerate(votes)]
 
     def _make_parents(self, parents, level) -> list[int]:
@@ -304,17 +303,23 @@ class _FacetTree:
     def _name_with_samples(self, items: list[int], make_prompt, level: int) -> list[tuple[str, str | None] | None]:
         """(name, summary) per item: greedy first, then seeded samples; the medoid of the usable answers wins."""
         answers: list[list[tuple[str, str | None]]] = [[] for _ in items]
-        for sample in range(self.config.name_samples):
-            if not items:
-                break
+        if not items:
+            return []
+        # One greedy round, then every seeded sample in a single call: decoding steps, not prompts, cost time here.
+        rounds = [[(slot, item, 0) for slot, item in enumerate(items)]]
+        rounds.append([(slot, item, sample) for sample in range(1, self.config.name_samples) for slot, item in enumerate(items)])
+        for batch in rounds:
+            if not batch:
+                continue
+            sampled = batch[0][2] > 0
             outputs = self.llm.generate(
-                [make_prompt(item, sample) for item in items],
+                [make_prompt(item, sample) for _, item, sample in batch],
                 max_new_tokens=self.config.name_max_new_tokens,
                 stop=prompts.NAME_STOP,
-                temperature=self.config.sample_temperature if sample else 0.0,
-                seeds=[_seed(self.facet.column, level, item, sample) for item in items] if sample else None,
+                temperature=self.config.sample_temperature if sampled else 0.0,
+                seeds=[_seed(self.facet.column, level, item, sample) for _, item, sample in batch] if sampled else None,
             )
-            for slot, text in enumerate(outputs):
+            for (slot, _, _), text in zip(batch, outputs):
                 parsed = prompts.parse_name_and_summary(text, self.forbidden)
                 if parsed:
                     answers[slot].append(parsed)

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -117,14 +118,21 @@ def smollm2_checkpoint() -> str:
 
 
 class TransformersLLM:
-    """Batched `transformers` generation on the CPU or one GPU: left padding, length-sorted batches, inference mode."""
+    """Batched `transformers` generation on the CPU or one GPU: left padding, length-sorted batches, inference mode.
 
-    def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 16, device: str | None = None):
+    Prefix reuse: a prompt of three or more messages is split into its head (every message but the last question and
+    the prefill) and the rest. The head's key/value cache is computed once and kept in a small LRU, so the facets of
+    one conversation, which share the conversation as their head, prefill it once instead of once per facet.
+    """
+
+    def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 16, device: str | None = None,
+                 prefix_cache_size: int = 32):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_id = model_id or path
         self.batch_size = batch_size
+        self.prefix_cache_size = prefix_cache_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
@@ -132,7 +140,8 @@ class TransformersLLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
-        self.usage = {"calls": 0, "prompts": 0, "prompt_tokens": 0, "generated_tokens": 0}
+        self._prefixes: OrderedDict[str, tuple[list[int], list]] = OrderedDict()
+        self.usage = {"calls": 0, "prompts": 0, "prompt_tokens": 0, "prefill_tokens": 0, "generated_tokens": 0}
 
     def render(self, prompt: ChatPrompt) -> str:
         return self.tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
@@ -148,32 +157,92 @@ class TransformersLLM:
             return ""
         return text[: encoding.offset_mapping[max_tokens - 1][1]]
 
+    def _split(self, prompt: ChatPrompt) -> tuple[str, list[int]]:
+        """(head text, token ids of the rest); the head is "" when the prompt has no shareable part."""
+        full = self.render(prompt)
+        head = self.tokenizer.apply_chat_template(prompt[:-2], tokenize=False) if len(prompt) >= 3 else ""
+        if not full.startswith(head):
+            head = ""
+        return head, self.tokenizer(full[len(head):], add_special_tokens=False).input_ids
+
+    def _prefix(self, head: str) -> tuple[list[int], list]:
+        """Token ids and per-layer (key, value) tensors of a head, from the LRU or computed alone (no padding)."""
+        import torch
+
+        if head in self._prefixes:
+            self._prefixes.move_to_end(head)
+            return self._prefixes[head]
+        ids = self.tokenizer(head, add_special_tokens=False).input_ids
+        with torch.inference_mode():
+            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+        entry = (ids, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
+        self.usage["prefill_tokens"] += len(ids)
+        self._prefixes[head] = entry
+        while len(self._prefixes) > self.prefix_cache_size:
+            self._prefixes.popitem(last=False)
+        return entry
+
     def _batches(self, prompts: Sequence[ChatPrompt]):
-        """Length-sorted batches of (positions, encoded inputs): similar lengths waste little on padding."""
-        texts = [self.render(p) for p in prompts]
-        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
-        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        """Length-sorted batches of (positions, input ids, attention mask, cache of the heads, head length).
+
+        Each row is [left padding, head, padding, rest]: the heads come from the prefix cache, and the attention mask
+        hides both padding runs, so positions count only real tokens and the result equals an unpadded run.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        split = [self._split(p) for p in prompts]
+        # Only the order matters here: similar lengths share a batch and waste little on padding.
+        order = sorted(range(len(prompts)), key=lambda i: (len(split[i][0]) + 4 * len(split[i][1]), split[i][0]))
+        pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
             positions = order[start : start + self.batch_size]
-            inputs = self.tokenizer([texts[i] for i in positions], return_tensors="pt", padding=True, add_special_tokens=False)
+            heads = [self._prefix(split[i][0]) if split[i][0] else ([], None) for i in positions]
+            rests = [split[i][1] for i in positions]
+            head_len, rest_len = max(len(h[0]) for h in heads), max(len(r) for r in rests)
+            ids = torch.full((len(positions), head_len + rest_len), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, ((head_ids, _), rest) in enumerate(zip(heads, rests)):
+                ids[row, head_len - len(head_ids) : head_len] = torch.tensor(head_ids, dtype=torch.long)
+                mask[row, head_len - len(head_ids) : head_len] = 1
+                ids[row, ids.shape[1] - len(rest) :] = torch.tensor(rest, dtype=torch.long)
+                mask[row, ids.shape[1] - len(rest) :] = 1
+            cache = None
+            if head_len:
+                cache = DynamicCache(config=self.model.config)
+                for layer in range(len(next(h[1] for h in heads if h[1] is not None))):
+                    keys = values = None
+                    for row, (head_ids, kv) in enumerate(heads):
+                        if kv is None:
+                            continue
+                        k, v = kv[layer]
+                        if keys is None:
+                            keys = k.new_zeros((len(positions), k.shape[1], head_len, k.shape[3]))
+                            values = torch.zeros_like(keys)
+                        keys[row, :, head_len - k.shape[2] :] = k[0]
+                        values[row, :, head_len - v.shape[2] :] = v[0]
+                    cache.update(keys, values, layer)
             self.usage["calls"] += 1
             self.usage["prompts"] += len(positions)
-            self.usage["prompt_tokens"] += sum(lengths[i] for i in positions)
-            yield positions, inputs.to(self.device)
+            self.usage["prompt_tokens"] += sum(len(h[0]) + len(r) for h, r in zip(heads, rests))
+            self.usage["prefill_tokens"] += sum(len(r) for r in rests)
+            yield positions, ids.to(self.device), mask.to(self.device), cache, head_len
 
     def generate(self, prompts, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
         import torch
         from transformers import LogitsProcessorList
 
         results: list[str] = [""] * len(prompts)
-        for positions, inputs in self._batches(prompts):
+        for positions, ids, mask, cache, _ in self._batches(prompts):
             processors = LogitsProcessorList()
             if temperature > 0:
                 batch_seeds = [seeds[i] if seeds is not None else i for i in positions]
                 processors.append(_SeededSampler(batch_seeds, temperature))
             with torch.inference_mode():
                 output = self.model.generate(
-                    **inputs,
+                    input_ids=ids,
+                    attention_mask=mask,
+                    past_key_values=cache,
                     max_new_tokens=max_new_tokens,
                     do_sample=False,
                     temperature=None,
@@ -184,11 +253,10 @@ class TransformersLLM:
                     tokenizer=self.tokenizer,
                     pad_token_id=self.tokenizer.pad_token_id,
                 )
-            new_tokens = output[:, inputs["input_ids"].shape[1] :]
-            for row, position in zip(new_tokens, positions):
-                ids = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
-                self.usage["generated_tokens"] += len(ids)
-                results[position] = _cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), stop)
+            for row, position in zip(output[:, ids.shape[1] :], positions):
+                tokens = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
+                self.usage["generated_tokens"] += len(tokens)
+                results[position] = _cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
         return results
 
     def choose(self, prompts, options):
@@ -197,14 +265,15 @@ class TransformersLLM:
         option_ids = [self.tokenizer(o, add_special_tokens=False).input_ids for o in options]
         if any(len(ids) != 1 for ids in option_ids) or len({ids[0] for ids in option_ids}) != len(options):
             raise ValueError(f"choose() needs options that are single distinct tokens; got {list(options)!r}.")
-        candidates = torch.tensor([ids[0] for ids in option_ids])
+        candidates = torch.tensor([ids[0] for ids in option_ids], device=self.device)
         results: list[int] = [0] * len(prompts)
-        for positions, inputs in self._batches(prompts):
+        for positions, ids, mask, cache, head_len in self._batches(prompts):
+            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, head_len:]
             with torch.inference_mode():
-                # Left padding puts every prompt's next token last; logits for the other positions are never needed.
-                logits = self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
-            picks = logits[:, candidates.to(logits.device)].argmax(dim=-1).tolist()
-            for position, pick in zip(positions, picks):
+                # The last position is every prompt's next token; logits for the others are never needed.
+                logits = self.model(input_ids=ids[:, head_len:], attention_mask=mask, position_ids=position_ids,
+                                    past_key_values=cache, logits_to_keep=1).logits[:, -1, :]
+            for position, pick in zip(positions, logits[:, candidates].argmax(dim=-1).tolist()):
                 results[position] = pick
         return results
 

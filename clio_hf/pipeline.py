@@ -112,7 +112,8 @@ def annotate(
         data = cluster_facets(data, facets=facets, config=config.cluster, column_prefix=column_prefix)
 
     with _timed(timings, "build_hierarchy"):
-        tree_key = Hasher.hash([unique._fingerprint, [f.to_dict() for f in facets], llm.model_id if llm else None,
+        # Everything the tree depends on is a function of these, so they key its cache.
+        tree_key = Hasher.hash([conversations._fingerprint, [f.to_dict() for f in facets], llm.model_id if llm else None,
                                 embedder.model_id if embedder else None, PROMPT_VERSION, config, column_prefix])
         hierarchy = _materialise(
             workdir / f"hierarchy-{tree_key}",

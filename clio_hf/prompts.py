@@ -27,7 +27,11 @@ SYSTEM = (
 _RESERVED_TAG = re.compile(r"<(/?)\s*(answer|conversation|name|summary|answers|contrastive_answers|groups)\s*>", re.I)
 _ANY_TAG = re.compile(r"</?[a-zA-Z_][^<>]{0,40}>")
 _NUMBERED = re.compile(r"^\s*(?:\d+\s*[.):-]|[-*•])\s*")
-_PLACEHOLDERS = {"name", "cluster name", "summary", "n/a", "none", "unknown", "todo", "...", "category", "group"}
+_PLACEHOLDERS = {
+    "name", "cluster name", "summary", "n/a", "none", "unknown", "todo", "...", "category", "group", "a user", "the user",
+    "user", "users", "a group of conversations", "group of conversations", "conversations", "a conversation",
+    "the assistant", "an ai assistant",
+}
 
 MAX_NAME_CHARS = 120
 
@@ -176,7 +180,7 @@ def parse_name_and_summary(text: str, forbidden: Sequence[str] = ()) -> tuple[st
         return None
     summary = None
     if "<summary>" in rest:
-        summary = clean_summary(rest.split("<summary>", 1)[1])
+        summary = clean_summary(rest.split("<summary>", 1)[1], forbidden)
     return name, summary
 
 
@@ -196,16 +200,24 @@ def clean_name(text: str, forbidden: Sequence[str] = ()) -> str | None:
     text = text.strip(" \"'`*_#-:;,.!?")
     if len(text) > MAX_NAME_CHARS:
         text = text[:MAX_NAME_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:-")
-    if len(re.findall(r"[^\W\d_]", text)) < 3 or text.casefold() in _PLACEHOLDERS:
-        return None
-    if any(text.casefold() == f.casefold().strip(" .'\"") for f in forbidden):
+    if len(re.findall(r"[^\W\d_]", text)) < 3 or text.casefold() in _PLACEHOLDERS or copies_prompt(text, forbidden):
         return None
     return text[:1].upper() + text[1:]
 
 
-def clean_summary(text: str) -> str | None:
+def copies_prompt(text: str, forbidden: Sequence[str]) -> bool:
+    """Whether `text` repeats one of the prompt's own examples or instructions (most of its words), not an answer."""
+    words = set(re.findall(r"[a-z]+", text.casefold()))
+    for phrase in forbidden:
+        phrase_words = set(re.findall(r"[a-z]+", phrase.casefold()))
+        if phrase_words and len(words & phrase_words) >= 0.75 * len(phrase_words) and len(phrase_words) <= 2 * len(words):
+            return True
+    return "overall request" in text.casefold()
+
+
+def clean_summary(text: str, forbidden: Sequence[str] = ()) -> str | None:
     text = " ".join(_ANY_TAG.sub(" ", (text or "").split("</", 1)[0]).split())
-    if len(re.findall(r"[^\W\d_]", text)) < 3:
+    if len(re.findall(r"[^\W\d_]", text)) < 12 or copies_prompt(text, forbidden):
         return None
     sentences = re.split(r"(?<=[.!?])\s+", text)
     return " ".join(sentences[:2])[:400]
@@ -228,5 +240,5 @@ def fallback_summary(value: str, size: int) -> str:
 
 def prompt_examples(facet: Facet) -> list[str]:
     """Example texts quoted inside our prompts; a name that merely repeats one is rejected."""
-    quoted = re.findall(r"'([^']{3,})'", facet.summary_criteria or "")
+    quoted = re.findall(r"(?:^|\s)'([^']{3,}?)'(?=[\s.,;]|$)", facet.summary_criteria or "")
     return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary"]

@@ -1,10 +1,14 @@
 """Launch the Gradio tree viewer (`spaces_app/app.py`) locally, or deploy it as a Hugging Face Space.
 
 The app lives in `spaces_app/` rather than in the package because it must run on a Space with only its own
-`requirements.txt` installed (clio_hf is not on PyPI). `deploy_space` uploads `app.py`, `requirements.txt`, the Space
-card and `clio_space.json`, a one-line config naming the dataset. The app reads `CLIO_DATASET` first and falls back to
-that file: a file in the repo works with any Hub-compatible server and survives a Space duplication, where a Space
-variable needs an extra API call and is not copied with the files.
+`requirements.txt` installed (clio_hf is not on PyPI). An installed (non-editable) clio_hf carries the same files as
+package data in `clio_hf/_space_app/`; `_app_dir` takes that copy when it exists and the checkout's `spaces_app/`
+otherwise (an editable install, or running from the source tree).
+
+`deploy_space` uploads `app.py`, `requirements.txt`, the Space card and `clio_space.json`, a one-line config naming
+the dataset. The app reads `CLIO_DATASET` first and falls back to that file: a file in the repo works with any
+Hub-compatible server and survives a Space duplication, where a Space variable needs an extra API call and is not
+copied with the files.
 """
 
 from __future__ import annotations
@@ -20,23 +24,27 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-APP_DIR = Path(__file__).resolve().parent.parent / "spaces_app"
+PACKAGED_APP_DIR = Path(__file__).resolve().parent / "_space_app"  # a wheel's copy (package data)
+SOURCE_APP_DIR = Path(__file__).resolve().parent.parent / "spaces_app"  # the checkout's copy
+APP_DIRS = (PACKAGED_APP_DIR, SOURCE_APP_DIR)
 APP_FILES = ("app.py", "requirements.txt")
 CONFIG_FILE = "clio_space.json"
 _MODULE = "clio_hf_space_app"
 
 
 def _app_dir() -> Path:
-    if not (APP_DIR / "app.py").is_file():
-        raise FileNotFoundError(
-            f"The Space app is not at {APP_DIR}. It ships in the source tree (spaces_app/), not in the wheel: "
-            "install clio_hf from a checkout with `pip install -e .`."
-        )
-    return APP_DIR
+    """The folder holding the Space app (`app.py`, `requirements.txt`, `README.md`): packaged copy first."""
+    for folder in APP_DIRS:
+        if all((folder / name).is_file() for name in (*APP_FILES, "README.md")):
+            return folder
+    raise FileNotFoundError(
+        f"The Space app is in neither {PACKAGED_APP_DIR} (an installed clio_hf) nor {SOURCE_APP_DIR} (a checkout). "
+        "Reinstall clio_hf, or install it from a checkout with `pip install -e .`."
+    )
 
 
 def _load_app() -> ModuleType:
-    """Import spaces_app/app.py by file path (spaces_app is not a package on sys.path)."""
+    """Import the app's `app.py` by file path (it is not imported as a package module)."""
     if _MODULE in sys.modules:
         return sys.modules[_MODULE]
     missing = [m for m in ("gradio", "plotly") if importlib.util.find_spec(m) is None]

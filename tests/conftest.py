@@ -1,7 +1,15 @@
-"""Shared fixtures. The real-model run is computed once per session and shared by the read-only tests."""
+"""Shared fixtures. The real-model run is computed once and shared by every read-only test.
+
+It is saved under `~/.cache/clio_hf/test-results/<hash of the clio_hf sources>` (or `$CLIO_HF_CACHE`), so the test
+phases that CI runs as separate pytest invocations (core pipeline, Hub and Space) annotate only once, and a code
+change makes a new one.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,6 +19,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 E2E_ROWS = 40
 E2E_DUPLICATES = [3, 7, 3]  # rows appended again at the end, so dedup is exercised on real data
+PACKAGE = Path(__file__).parent.parent / "clio_hf"
+
+
+def _code_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 @pytest.fixture(scope="session")
@@ -24,14 +40,29 @@ def sharegpt_source():
 
 
 @pytest.fixture(scope="session")
-def real_result(sharegpt_source, tmp_path_factory):
-    """`annotate` with the packaged SmolLM2-135M and MiniLM on real ShareGPT rows, small token budgets."""
+def real_result_dir(sharegpt_source, tmp_path_factory) -> Path:
+    """A folder holding `annotate`'s result with the packaged SmolLM2-135M and MiniLM on real ShareGPT rows."""
     import clio_hf
 
-    config = clio_hf.ClioConfig(
-        conversation=clio_hf.ConversationConfig(max_tokens=256),
-        facets=clio_hf.FacetConfig(max_new_tokens=32, max_retries=1),
-        cluster=clio_hf.ClusterConfig(rows_per_base_cluster=6),
-        hierarchy=clio_hf.HierarchyConfig(name_samples=2, assign_samples=2),
-    )
-    return clio_hf.annotate(sharegpt_source, config=config, cache_dir=tmp_path_factory.mktemp("clio-cache"))
+    cache = Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf"))
+    folder = cache / "test-results" / f"sharegpt-{E2E_ROWS}-{_code_hash()}"
+    if not (folder / "clio_run.json").exists():
+        config = clio_hf.ClioConfig(
+            conversation=clio_hf.ConversationConfig(max_tokens=192),
+            facets=clio_hf.FacetConfig(max_new_tokens=32, max_retries=1),
+            cluster=clio_hf.ClusterConfig(rows_per_base_cluster=6),
+            hierarchy=clio_hf.HierarchyConfig(name_samples=2, assign_samples=2),
+        )
+        result = clio_hf.annotate(sharegpt_source, config=config, cache_dir=tmp_path_factory.mktemp("clio-cache"))
+        staging = folder.with_name(folder.name + ".partial")
+        result.save_to_disk(staging)
+        shutil.rmtree(folder, ignore_errors=True)
+        staging.rename(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_result(real_result_dir):
+    from clio_hf.result import ClioResult
+
+    return ClioResult.load(real_result_dir)

@@ -1,5 +1,5 @@
 from clio_hf import prompts
-from clio_hf.facets import CONCERNING, REQUEST, Facet, column_name, resolve_facets
+from clio_hf.facets import CONCERNING, REQUEST, TASK, Facet, column_name, resolve_facets
 
 import pytest
 
@@ -63,6 +63,21 @@ def test_numeric_options_are_single_digits_only():
 )
 def test_parse_name_and_summary(text, expected):
     assert prompts.parse_name_and_summary(text, prompts.prompt_examples(REQUEST)) == expected
+
+
+@pytest.mark.parametrize(
+    "facet, name, kept",
+    [
+        (REQUEST, "Planning a marketing campaign for a product launch", False),
+        (REQUEST, "Plan a marketing campaign for a product launch / a name of at most ten words", False),
+        (REQUEST, "A user", False),
+        (REQUEST, "Plan a birthday party", True),
+        (TASK, "Debug Python data-processing scripts", False),
+        (TASK, "Debug Python scripts", True),
+    ],
+)
+def test_names_that_copy_the_prompt_are_rejected(facet, name, kept):
+    assert (prompts.clean_name(name, prompts.prompt_examples(facet)) is not None) == kept
 
 
 def test_clean_name_never_returns_markup_or_long_names():

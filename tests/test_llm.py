@@ -1,0 +1,80 @@
+"""The transformers backend on the real packaged SmolLM2-135M (loaded once for this module) and the spec strings."""
+
+import pytest
+
+from clio_hf import prompts
+from clio_hf.embed import load_embedder
+from clio_hf.facets import CONCERNING, REQUEST, TASK
+from clio_hf.llm import TransformersLLM, load_llm, smollm2_checkpoint
+from fakes import conversation
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return TransformersLLM(smollm2_checkpoint(), model_id="smollm2-135m")
+
+
+def _chats(facet, texts):
+    return [prompts.facet_prompt(prompts.transcript(conversation(t, "Here you go.")), prompts.facet_question(facet), prompts.facet_answer_prefill(facet)) for t in texts]
+
+
+TEXTS = ["How do I reverse a list in Python?", "Write a short poem about the sea at night.", "What should I pack for a week of hiking in the rain?"]
+
+
+def test_prefix_reuse_gives_the_same_answers_with_less_prefill(llm):
+    llm._prefixes.clear()
+    before = dict(llm.usage)
+    shared = [llm.generate(_chats(f, TEXTS), max_new_tokens=6, stop=["</answer>"]) for f in (REQUEST, TASK)]
+    shared_choice = llm.choose(_chats(CONCERNING, TEXTS), list("12345"))
+    spent = {k: llm.usage[k] - before[k] for k in before}
+    heads = sum(llm.count_tokens(llm._split(c)[0]) for c in _chats(REQUEST, TEXTS))
+    assert spent["prompts"] == 9
+    assert spent["prefill_tokens"] == spent["prompt_tokens"] - 2 * heads  # each conversation prefilled once, not 3 times
+
+    llm.prefix_cache_size, llm._prefixes = 0, type(llm._prefixes)()
+    try:
+        alone = [llm.generate(_chats(f, TEXTS), max_new_tokens=6, stop=["</answer>"]) for f in (REQUEST, TASK)]
+        alone_choice = llm.choose(_chats(CONCERNING, TEXTS), list("12345"))
+    finally:
+        llm.prefix_cache_size = 32
+    assert shared == alone and shared_choice == alone_choice
+
+
+def test_batch_composition_does_not_change_answers(llm):
+    chats = _chats(REQUEST, TEXTS[:2])
+    together = llm.generate(chats, max_new_tokens=6, stop=["</answer>"])
+    one_by_one = [llm.generate([c], max_new_tokens=6, stop=["</answer>"])[0] for c in chats]
+    assert together == one_by_one
+
+
+def test_seeded_sampling_depends_only_on_the_seed(llm):
+    chats = _chats(TASK, TEXTS[:2])
+    a = llm.generate(chats, max_new_tokens=6, temperature=1.0, seeds=[1, 2])
+    b = llm.generate(chats[::-1], max_new_tokens=6, temperature=1.0, seeds=[2, 1])
+    assert a == b[::-1]
+    c = llm.generate(chats, max_new_tokens=6, temperature=1.0, seeds=[11, 12])
+    assert a != c
+
+
+def test_choose_picks_an_allowed_option_and_stop_strings_cut(llm):
+    picks = llm.choose(_chats(CONCERNING, TEXTS), list("12345"))
+    assert all(0 <= p < 5 for p in picks)
+    outputs = llm.generate(_chats(REQUEST, TEXTS), max_new_tokens=24, stop=["</answer>"])
+    assert all("</answer>" not in o for o in outputs)
+    with pytest.raises(ValueError, match="single distinct tokens"):
+        llm.choose(_chats(CONCERNING, TEXTS[:1]), ["10", "20"])
+
+
+def test_truncation_counts_with_the_tokenizer(llm):
+    text = "one two three four five six seven eight nine ten " * 20
+    cut = llm.truncate_text(text, 17)
+    assert llm.count_tokens(cut) <= 17 and text.startswith(cut) and len(cut) < len(text)
+
+
+def test_unknown_specs_list_the_valid_forms():
+    with pytest.raises(ValueError, match="Valid forms.*transformers:<path-or-id>.*openai"):
+        load_llm("gpt-9000")
+    with pytest.raises(ValueError, match="Valid forms.*sentence-transformers"):
+        load_embedder("nope")
+    with pytest.raises(TypeError):
+        load_llm(42)
