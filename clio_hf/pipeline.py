@@ -160,6 +160,8 @@ def _materialise(path: Path, compute) -> datasets.Dataset:
     """
     if not (path / "state.json").exists():
         result = compute()
+        if len(result) == 0:  # nothing to resume, and `load_from_disk` cannot read a dataset saved with no shards
+            return result
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=".staging-"))
         result.save_to_disk(staging)

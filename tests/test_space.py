@@ -1,5 +1,8 @@
 """The Gradio Space (spaces_app/) and clio_hf.space: rendering, a real browser, a clean venv, and deploy_space.
 
+Two results are rendered: a small synthetic one (tests/space_fixture.py: the XSS node, duplicates, unpublished nodes)
+and conftest's REAL one (`real_result_dir`), whose browser test also saves the README screenshot, docs/space.png.
+
 Browser tests drive Debian's chromium (`apt-get install chromium`) through pip's playwright; they fail, not skip,
 when it is missing, because CI installs it. The clean-venv test installs spaces_app/requirements.txt from PyPI into
 ~/.cache/clio_hf/space-venv-<hash> once and reuses it while requirements.txt is unchanged.
@@ -18,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -117,18 +121,27 @@ def test_unpublished_nodes_and_their_subtrees_never_show(app, tmp_path):
 
 
 # ---- served app: gradio_client, then a real browser ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def served(fx):
+@contextmanager
+def serving(path: Path):
+    """`clio-hf view PATH` in this process: yields the app's URL; restores CLIO_DATASET afterwards."""
     from clio_hf.space import launch_view
 
     old = os.environ.get("CLIO_DATASET")
-    demo = launch_view(str(fx.path), port=free_port(), block=False)
-    yield demo.local_url
-    demo.close()
-    if old is None:
-        os.environ.pop("CLIO_DATASET", None)
-    else:
-        os.environ["CLIO_DATASET"] = old
+    demo = launch_view(str(path), port=free_port(), block=False)
+    try:
+        yield demo.local_url
+    finally:
+        demo.close()
+        if old is None:
+            os.environ.pop("CLIO_DATASET", None)
+        else:
+            os.environ["CLIO_DATASET"] = old
+
+
+@pytest.fixture(scope="module")
+def served(fx):
+    with serving(fx.path) as url:
+        yield url
 
 
 def test_gradio_client_api(served, fx, tops):
@@ -157,9 +170,9 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, served):
-    """A page that records every request and dialog; on teardown asserts nothing left loopback and no script ran."""
+@contextmanager
+def watched_page(browser, base: str):
+    """A page that records every request and dialog; on exit asserts nothing left loopback and no script ran."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = ctx.new_page()
     pg.set_default_timeout(20_000)
@@ -167,7 +180,7 @@ def page(browser, served):
     dialogs: list[str] = []
     pg.on("request", lambda r: urls.append(r.url))
     pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.base = served
+    pg.base = base
     yield pg
     pwned = pg.evaluate("() => window.__pwned")
     ctx.close()
@@ -176,6 +189,12 @@ def page(browser, served):
     assert not foreign, f"requests left 127.0.0.1: {foreign}"
     assert not dialogs, f"a dialog fired: {dialogs}"
     assert pwned is None
+
+
+@pytest.fixture
+def page(browser, served):
+    with watched_page(browser, served) as pg:
+        yield pg
 
 
 def open_app(page, query: str = ""):
@@ -243,9 +262,7 @@ def test_search_finds_a_deep_node_and_opens_its_path(page, fx):
     assert not row(page, "Python debugging").is_visible()  # only the hit's path is open
     row(page, "Translation requests").locator(".nm").click()
     page.wait_for_selector(".clio-detail h3 >> text=Translation requests")
-    row(page, DEEP_NAME).scroll_into_view_if_needed()
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "space.png"), full_page=True)
+    assert row(page, DEEP_NAME).is_visible()  # selecting an ancestor keeps the open path open
 
 
 def test_deep_link_reopens_a_node(page, fx, tops):
@@ -283,6 +300,135 @@ def test_treemap_renders_and_follows_the_facet(page, tops):
     assert tree_names(page, ".clio-tree ul.top > li.cn > .row .nm") == tops["task"]
     page.wait_for_function(
         "() => document.querySelector('#clio-treemap').innerText.includes('Code generation and repair')")
+
+
+# ---- a REAL result: conftest's real_result_dir (SmolLM2-135M + MiniLM on ShareGPT rows) ----------------------------
+# The synthetic fixture above carries the hand-made cases (the XSS node, duplicates, unpublished nodes); these check
+# that what the pipeline really writes renders, expands, searches and deep-links the same way. They also take the
+# README screenshot (docs/space.png).
+@pytest.fixture(scope="module")
+def real_tree(real_result_dir) -> dict:
+    """The real result's `request` tree, read straight from its hierarchy parquet: nodes, tops and kids by size."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables(pq.read_table(f) for f in sorted((real_result_dir / "hierarchy").glob("*.parquet")))
+    rows = [r for r in table.to_pylist() if r["facet"] == "request" and r.get("published") is not False]
+    kids: dict[int, list[dict]] = {}
+    for r in rows:
+        if r["parent_id"] is not None:
+            kids.setdefault(r["parent_id"], []).append(r)
+
+    def by_size(rs) -> list[int]:
+        return [r["node_id"] for r in sorted(rs, key=lambda r: -r["size"])]
+
+    info = json.loads((real_result_dir / "clio_run.json").read_text())
+    return {"nodes": {r["node_id"]: r for r in rows}, "tops": by_size(r for r in rows if r["parent_id"] is None),
+            "kids": {k: by_size(v) for k, v in kids.items()}, "facets": [f["name"] for f in info["facets"]]}
+
+
+@pytest.fixture(scope="module")
+def served_real(real_result_dir, tmp_path_factory):
+    shown = tmp_path_factory.mktemp("real") / "clio-sharegpt-43"  # the app's title is the folder's name
+    shutil.copytree(real_result_dir, shown)
+    with serving(shown) as url:
+        yield url
+
+
+@pytest.fixture
+def real_page(browser, served_real):
+    with watched_page(browser, served_real) as pg:
+        yield pg
+
+
+def text(value: str) -> str:
+    return " ".join((value or "").split())  # how the browser's innerText shows a name
+
+
+def node_row(page, node_id: int):
+    return page.locator(f'.clio-tree li.cn[data-node="{node_id}"] > .row')
+
+
+def ids(page, selector: str) -> list[int]:
+    return [int(x) for x in page.locator(selector).evaluate_all("els => els.map(e => e.dataset.node)")]
+
+
+def search_target(tree: dict) -> tuple[int, str]:
+    """A node below the top whose name has a word of 4+ letters, and that word (the deepest, biggest such node)."""
+    for n in sorted(tree["nodes"].values(), key=lambda n: (n["parent_id"] is None, n["level"], -n["size"])):
+        words = sorted(re.findall(r"[A-Za-z]{4,}", n["name"] or ""), key=len, reverse=True)
+        if n["parent_id"] is not None and words:
+            return n["node_id"], words[0]
+    pytest.fail("no node below the top of the real request tree has a searchable word in its name")
+
+
+def test_real_result_renders_without_a_browser(app, real_result_dir, real_tree):
+    import html
+
+    view = app.ClioView(str(real_result_dir))
+    # the first facet of the run (in the run's order) that has a hierarchy opens by default
+    assert view.facets[0] == "request" == next(app.snake(f) for f in real_tree["facets"] if app.snake(f) in view.trees)
+    assert view.tops["request"] == real_tree["tops"]
+    page = view.tree_html("request")
+    for t in real_tree["tops"]:
+        assert html.escape(real_tree["nodes"][t]["name"]) in page
+    assert page.count('class="cn') == len(real_tree["tops"])  # only the top level is rendered at first
+    parent = next(t for t in real_tree["tops"] if real_tree["kids"].get(t))
+    assert view.kids_html("request", parent).count('class="cn') == len(real_tree["kids"][parent])
+    samples = view.samples("request", parent)
+    assert samples and all(s["conversation"] and s["request"] for s in samples)
+
+
+def test_real_result_tree_renders_and_expands(real_page, real_tree):
+    page = real_page
+    open_app(page)
+    assert page.locator("#clio-facet input").input_value() == "request"
+    assert ids(page, ".clio-tree ul.top > li.cn") == real_tree["tops"]
+    assert tree_names(page, ".clio-tree ul.top > li.cn > .row .nm") == [
+        text(real_tree["nodes"][t]["name"]) for t in real_tree["tops"]]
+    first = page.locator(".clio-tree ul.top > li.cn > .row").first.inner_text()
+    assert f'{real_tree["nodes"][real_tree["tops"][0]]["size"]:,} rows' in first and "of all" in first
+    assert page.locator(".clio-tree ul.kids").count() == 0  # nothing below the top level until asked for
+
+    parent = next((t for t in real_tree["tops"] if real_tree["kids"].get(t)), None)
+    assert parent is not None, "the real request tree has a single level"
+    node_row(page, parent).locator("button.tog").click()
+    page.wait_for_selector(f'.clio-tree li.cn.open[data-node="{parent}"] > ul.kids > li.cn')
+    kids = real_tree["kids"][parent]
+    assert ids(page, f'.clio-tree li.cn[data-node="{parent}"] > ul.kids > li.cn') == kids
+    assert node_row(page, kids[0]).is_visible() and "of parent" in node_row(page, kids[0]).inner_text()
+    assert text(real_tree["nodes"][kids[0]]["name"]) in node_row(page, kids[0]).locator(".nm").inner_text()
+
+
+def test_real_result_search_and_deep_link(real_page, real_tree):
+    page = real_page
+    target, word = search_target(real_tree)
+    open_app(page)
+    box = page.locator("#clio-search textarea, #clio-search input").first
+    box.fill(word.lower())
+    box.press("Enter")
+    hit = page.locator(f'.clio-hits a[data-goto="{target}"]')
+    hit.wait_for()
+    assert text(real_tree["nodes"][target]["name"]) in hit.inner_text()
+    hit.click()  # a hit opens the path to it and selects it
+    page.wait_for_selector(f'.clio-detail[data-node="{target}"]')
+    assert node_row(page, target).is_visible() and "sel" in node_row(page, target).get_attribute("class")
+    assert page.url.endswith(f"?facet=request&node={target}")
+    assert page.locator(".clio-detail .sample").count() >= 1
+    page.locator(".clio-detail .sample details > summary").first.click()  # one conversation, open
+    page.wait_for_selector("#clio-treemap .js-plotly-plot g.trace.treemap")
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "space.png"), full_page=True)  # the README's picture
+
+    # the deep link reopens that view in a fresh page load: facet, open path, selection and detail panel
+    page.goto("about:blank")
+    page.goto(page.base + f"?facet=request&node={target}", wait_until="networkidle")
+    page.wait_for_selector(f'.clio-detail[data-node="{target}"]')
+    node = real_tree["nodes"][target]
+    assert page.locator(".clio-detail h3").inner_text() == text(node["name"])
+    assert "sel" in node_row(page, target).get_attribute("class") and node_row(page, target).is_visible()
+    assert text(real_tree["nodes"][node["parent_id"]]["name"]) in page.locator(".clio-detail .crumbs").inner_text()
+    assert page.locator(".clio-detail .sample").count() >= 1
 
 
 # ---- the app in a clean virtualenv with only spaces_app/requirements.txt ------------------------------------------
@@ -380,3 +526,65 @@ def test_deploy_space_uploads_a_working_space(hub_server, hub_env, fx, tmp_path,
         assert line in front
     assert hub_server.repos[("space", "user/clio-space")]["sdk"] == "gradio"
     assert not re.search(rb"^\s*(import|from)\s+clio_hf", files["app.py"], re.M)
+
+
+# ---- an installed (non-editable) clio_hf finds the app in its package data ------------------------------------------
+INSTALLED = """
+import json, sys
+import clio_hf.space as space
+app = space._load_app()
+view = app.ClioView(sys.argv[1])
+print(json.dumps({"package": space.__file__, "app_dir": str(space._app_dir()), "app": app.__file__,
+                  "tops": [view.trees["request"][t].name for t in view.tops["request"]],
+                  "card": space.space_readme("user/clio-run")}))
+"""
+
+
+def test_installed_layout_uses_the_packaged_app(fx, tmp_path, tops):
+    """What a wheel holds (see the pyproject change in docs/hub-and-space.md): clio_hf/_space_app/ beside the code."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "clio_hf", site / "clio_hf", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(APP_DIR, site / "clio_hf" / "_space_app", ignore=shutil.ignore_patterns("__pycache__"))
+    env = dict(os.environ, PYTHONPATH=str(site))
+    proc = subprocess.run([sys.executable, "-c", INSTALLED, str(fx.path)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["package"] == str(site / "clio_hf" / "space.py")
+    assert out["app_dir"] == str(site / "clio_hf" / "_space_app") and out["app"].startswith(out["app_dir"])
+    assert out["tops"] == tops["request"] and "- user/clio-run" in out["card"]
+
+
+def test_checkout_layout_uses_spaces_app():
+    from clio_hf import space
+
+    assert not space.PACKAGED_APP_DIR.exists(), "a stale clio_hf/_space_app/ in the checkout would shadow spaces_app/"
+    assert space._app_dir() == APP_DIR
+
+
+@pytest.mark.skipif("clio_hf._space_app" not in (ROOT / "pyproject.toml").read_text(),
+                    reason="pyproject.toml does not ship spaces_app/ as clio_hf/_space_app yet")
+def test_wheel_ships_the_space_app(tmp_path):
+    import zipfile
+
+    src = tmp_path / "src"  # a copy, so the build leaves no build/ or egg-info in the checkout
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for name in ("clio_hf", "spaces_app"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                    "--wheel-dir", str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
+    names = zipfile.ZipFile(next((tmp_path / "dist").glob("clio_hf-*.whl"))).namelist()
+    for name in ("app.py", "requirements.txt", "README.md"):
+        assert f"clio_hf/_space_app/{name}" in names
+
+
+def test_bench_space_script_runs_on_a_small_result():
+    """scripts/bench_space.py stays runnable (the recorded figures come from its full-size run)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_space.py"), "--rows", "2000", "--top", "4",
+                           "--per-top", "2", "--per-mid", "3", "--dim", "8"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2,000 rows / 36 nodes (4 top)" in proc.stdout and "peak RSS of the app process" in proc.stdout
+    assert ": met" in proc.stdout

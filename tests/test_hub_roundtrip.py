@@ -1,0 +1,154 @@
+"""The Hub round trip with a REAL result, and `clio-hf annotate ... --push-to-hub` against the local Hub server.
+
+The real result is conftest's `real_result_dir` (SmolLM2-135M + MiniLM on ShareGPT rows, computed once and cached).
+Hub clients run in subprocesses because `huggingface_hub` and `datasets` read HF_ENDPOINT at import time; the server
+is tests/hub_server.py on loopback, never the real Hub.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hub_fixtures import hub_env, hub_server, run_hub_client  # noqa: F401  (fixtures are found by name)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Rows compare with NaN == NaN (a node with no parsable numeric value may carry a NaN mean).
+SAME = """
+import math
+def same(a, b):
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return a == b
+def same_rows(got, want, what):
+    assert got.features == want.features, (what, got.features, want.features)
+    assert len(got) == len(want), (what, len(got), len(want))
+    for i, (x, y) in enumerate(zip(got, want, strict=True)):
+        assert same(x, y), f"{what} row {i} differs: {x} != {y}"
+"""
+
+ROUND_TRIP = SAME + """
+import json, sys, datasets
+from clio_hf.result import ClioResult
+folder, repo = sys.argv[1], sys.argv[2]
+local = ClioResult.load(folder)
+first = local.push_to_hub(repo)
+again = local.push_to_hub(repo)  # the same result again: no new commit
+rows = datasets.load_dataset(repo, split="train")
+tree = datasets.load_dataset(repo, "hierarchy", split="train")
+same_rows(rows, local.data, "default")
+same_rows(tree, local.hierarchy, "hierarchy")
+remote = ClioResult.from_hub(repo)
+same_rows(remote.data, local.data, "from_hub data")
+same_rows(remote.hierarchy, local.hierarchy, "from_hub hierarchy")
+assert remote.info == local.info
+print(json.dumps({"first": first, "again": again, "rows": len(rows), "nodes": len(tree),
+                  "facets": sorted(set(tree["facet"]))}))
+"""
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_real_result_push_then_load_dataset(hub_server, hub_env, real_result_dir):
+    out = run_hub_client(ROUND_TRIP, hub_env, str(real_result_dir), "me/clio-run", timeout=300).stdout
+    got = json.loads(out.strip().splitlines()[-1])
+    commits = hub_server.commits("me/clio-run")
+    assert len(commits) == 2  # the repo's initial commit, then the result in one commit; the re-push made none
+    assert got["first"] == got["again"] == f"{hub_server.url}/datasets/me/clio-run/commit/{commits[-1]['oid']}"
+    assert got["rows"] > 0 and got["nodes"] > 0 and "request" in got["facets"]
+    remote = hub_server.files("me/clio-run")
+    assert remote.pop(".gitattributes")
+    # the pushed files are the saved folder's files, byte for byte (README card included)
+    assert remote == {k: v for k, v in _files(real_result_dir).items() if not k.startswith(".")}
+
+
+ROWS = [
+    {"id": "en", "messages": [{"role": "user", "content": "How do I bake a loaf of sourdough bread at home?"},
+                              {"role": "assistant", "content": "Start with an active starter."}]},
+    {"id": "fr", "messages": [{"role": "user", "content": "Comment puis-je traduire ce contrat en anglais, s'il vous "
+                                                          "plaît ? Je dois le rendre demain matin."},
+                              {"role": "assistant", "content": "Bien sûr, envoyez-le moi."}]},
+    {"id": "de", "messages": [{"role": "user", "content": "Wie kann ich meinen Fahrradreifen am besten reparieren, "
+                                                          "wenn der Schlauch ein kleines Loch hat?"},
+                              {"role": "assistant", "content": "Zuerst das Loch im Schlauch finden."}]},
+]
+
+CHECK_PUSHED = SAME + """
+import json, sys, datasets
+from clio_hf.result import ClioResult
+repo, out_dir = sys.argv[1], sys.argv[2]
+rows = datasets.load_dataset(repo, split="train")
+tree = datasets.load_dataset(repo, "hierarchy", split="train") if sys.argv[3] == "tree" else None
+local = ClioResult.load(out_dir)  # the same run, saved with --out beside the push
+same_rows(rows, local.data, "default")
+if tree is not None:
+    same_rows(tree, local.hierarchy, "hierarchy")
+print(json.dumps({"ids": list(rows["id"]), "language": list(rows["language"]), "columns": rows.column_names,
+                  "nodes": None if tree is None else len(tree), "info": ClioResult.load(repo).info}))
+"""
+
+
+CLI = "import sys; from clio_hf.cli import main; sys.exit(main(sys.argv[1:]))"  # what the `clio-hf` script runs
+
+
+def _write_rows(path: Path) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    return path
+
+
+def _cli_env(hub_env: dict, tmp_path: Path) -> dict:
+    return dict(hub_env, CLIO_HF_CACHE=str(tmp_path / "cache"),
+                PYTHONPATH=f"{ROOT}:{hub_env['PYTHONPATH']}")  # clio_hf from this checkout, installed or not
+
+
+def test_cli_annotate_language_only_pushes_to_hub(hub_server, hub_env, tmp_path):
+    """`--facets language` needs no model (py3langid), so the whole command runs in seconds."""
+    source, env = _write_rows(tmp_path / "rows.jsonl"), _cli_env(hub_env, tmp_path)
+    proc = run_hub_client(CLI, env, "annotate", str(source), "--facets", "language", "--out", str(tmp_path / "out"),
+                          "--push-to-hub", "me/cli-language", "--cache-dir", str(tmp_path / "runs"), check=False)
+    assert proc.returncode == 0, f"clio-hf annotate failed:\n{proc.stdout}\n{proc.stderr}"
+    assert len(hub_server.commits("me/cli-language")) == 2
+    got = json.loads(run_hub_client(CHECK_PUSHED, env, "me/cli-language", str(tmp_path / "out"), "none")
+                     .stdout.strip().splitlines()[-1])
+    assert got["ids"] == ["en", "fr", "de"]
+    assert [v.split(",")[0].strip().lower() for v in got["language"]] == ["english", "french", "german"]
+    assert got["info"]["facets"][0]["name"].lower() == "language" and got["info"]["llm"] is None
+
+
+# The CLI with a clustered facet, so the pushed repo also has a hierarchy. The models are the test doubles of
+# tests/fakes.py (patched in where the pipeline loads models): this checks the command's plumbing, not the models.
+CLI_WITH_FAKES = """
+import sys
+import clio_hf.pipeline as pipeline
+from clio_hf.cli import main
+from fakes import HashEmbedder, ScriptedLLM
+pipeline.load_llm = lambda spec: ScriptedLLM()
+pipeline.load_embedder = lambda spec: HashEmbedder()
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_cli_annotate_push_to_hub_with_a_clustered_facet(hub_server, hub_env, tmp_path):
+    source, env = _write_rows(tmp_path / "rows.jsonl"), _cli_env(hub_env, tmp_path)
+    proc = run_hub_client(CLI_WITH_FAKES, env, "annotate", str(source), "--facets", "request,language",
+                          "--out", str(tmp_path / "out"), "--push-to-hub", "me/cli-run",
+                          "--cache-dir", str(tmp_path / "runs"), timeout=300)
+    assert "request:" in proc.stdout  # the CLI prints the top of each tree
+    commits = hub_server.commits("me/cli-run")
+    assert len(commits) == 2 and commits[-1]["title"].startswith("Upload clio_hf result (3 rows)")
+    remote = hub_server.files("me/cli-run")
+    assert remote.pop(".gitattributes") and remote == _files(tmp_path / "out")  # --out and the push agree
+    got = json.loads(run_hub_client(CHECK_PUSHED, env, "me/cli-run", str(tmp_path / "out"), "tree")
+                     .stdout.strip().splitlines()[-1])
+    assert got["ids"] == ["en", "fr", "de"] and got["nodes"] >= 1
+    assert {"conversation", "request", "request_cluster", "request_embedding", "language"} <= set(got["columns"])
+    assert got["info"]["llm"] == "scripted-llm"
