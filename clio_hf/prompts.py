@@ -202,7 +202,16 @@ def clean_name(text: str, forbidden: Sequence[str] = ()) -> str | None:
         text = text[:MAX_NAME_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:-")
     if len(re.findall(r"[^\W\d_]", text)) < 3 or text.casefold() in _PLACEHOLDERS or copies_prompt(text, forbidden):
         return None
+    if not _reads_like_words(text):
+        return None
     return text[:1].upper() + text[1:]
+
+
+def _reads_like_words(text: str) -> bool:
+    """Rejects identifier soup such as `AASA_SxS_AI_Lambda_2023`: names are words separated by spaces."""
+    words = text.split()
+    letters = sum(ch.isalpha() or ch.isspace() for ch in text)
+    return "_" not in text and all(len(w) <= 24 for w in words) and letters >= 0.8 * len(text)
 
 
 def copies_prompt(text: str, forbidden: Sequence[str]) -> bool:

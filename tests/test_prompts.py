@@ -74,6 +74,8 @@ def test_parse_name_and_summary(text, expected):
         (REQUEST, "Plan a birthday party", True),
         (TASK, "Debug Python data-processing scripts", False),
         (TASK, "Debug Python scripts", True),
+        (TASK, "AASA_SxS_AI_Lambda_Nd_Cloud_ASP_in_2023_7_AM", False),
+        (TASK, "Fix C++ build errors in 2024 projects", True),
     ],
 )
 def test_names_that_copy_the_prompt_are_rejected(facet, name, kept):
