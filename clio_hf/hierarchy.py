@@ -74,10 +74,10 @@ def build_hierarchy(
         tree = _FacetTree(ds, llm, embedder, facet, numeric, config, column_prefix)
         rows += tree.rows()
         logger.info("build_hierarchy: %s -> %d nodes, %d fallback names", facet.name, len(tree.nodes), tree.fallbacks)
-    return datasets.Dataset.from_list(rows, features=features) if rows else features_only(features)
+    return datasets.Dataset.from_list(rows, features=features) if rows else _empty(features)
 
 
-def features_only(features: datasets.Features) -> datasets.Dataset:
+def _empty(features: datasets.Features) -> datasets.Dataset:
     return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 
 import numpy as np
 
@@ -12,26 +10,18 @@ import numpy as np
 class ScriptedLLM:
     """Answers by a rule of the test's choosing; records every prompt it was sent.
 
-    `reply(prompt_messages, kind)` returns the generated text; `kind` is "generate" or "choose".
+    `reply(prompt_messages)` returns the generated text; `pick(prompt_messages, n_options)` the chosen index.
     """
 
     model_id = "scripted-llm"
 
-    def __init__(self, reply=None, pick=None, log_path: str | None = None):
+    def __init__(self, reply=None, pick=None):
         self.reply = reply or (lambda prompt: " do something useful</answer>")
         self.pick = pick or (lambda prompt, n: 0)
         self.prompts: list = []
-        self.log_path = log_path
-
-    def _log(self, prompts, kind):
-        self.prompts += prompts
-        if self.log_path:
-            with open(self.log_path, "a") as f:
-                for p in prompts:
-                    f.write(json.dumps({"kind": kind, "prompt": p}) + "\n")
 
     def generate(self, prompts, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
-        self._log(prompts, "generate")
+        self.prompts += prompts
         outputs = []
         for p in prompts:
             text = self.reply(p)
@@ -40,7 +30,7 @@ class ScriptedLLM:
         return outputs
 
     def choose(self, prompts, options):
-        self._log(prompts, "choose")
+        self.prompts += prompts
         return [self.pick(p, len(options)) % len(options) for p in prompts]
 
     def count_tokens(self, text):
@@ -74,10 +64,3 @@ def conversation(user: str, assistant: str | None = "Sure.") -> list[dict]:
         turns.append({"role": "assistant", "content": assistant})
     return turns
 
-
-def slow_down():
-    delay = float(os.environ.get("FAKE_LLM_DELAY", "0"))
-    if delay:
-        import time
-
-        time.sleep(delay)
