@@ -33,6 +33,15 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
+class _Candidates:
+    """Proposed parent names of one level, with the child positions each may adopt and the names' embeddings."""
+
+    names: list[str]
+    sources: list[set[int]]
+    vectors: np.ndarray
+
+
+@dataclass
 class _Node:
     level: int
     name: str
@@ -182,19 +191,19 @@ class _FacetTree:
         child_vectors = self._node_vectors(children)
         candidates = self._propose(children, child_vectors, level, target)
         assignment = self._assign(children, child_vectors, candidates, level)
+        names: list[str | None] = list(candidates.names)
         if len(set(assignment)) >= len(children):
             # No progress (e.g. every child picked its own candidate): group the children by embedding instead.
             groups = nearest(child_vectors, kmeans(child_vectors, target, seed=self.config.seed + level))
-            candidates = [(None, "fallback") for _ in range(int(groups.max()) + 1)]
-            assignment = groups.tolist()
+            names, assignment = [None] * (int(groups.max()) + 1), groups.tolist()
         parents = []
         for candidate in sorted(set(assignment)):
             members = [children[j] for j, a in enumerate(assignment) if a == candidate]
-            parents.append((candidates[candidate], members))
+            parents.append((names[candidate], members))
         return self._make_parents(parents, level)
 
-    def _propose(self, children, child_vectors, level, target) -> list[tuple[str | None, str]]:
-        """Candidate parent names, each with the children whose neighbourhood proposed it (index -> set)."""
+    def _propose(self, children, child_vectors, level, target) -> _Candidates:
+        """Candidate parent names, each with the children (positions) whose neighbourhood proposed it."""
         num_hoods = max(1, round(len(children) / self.config.neighborhood_size))
         hood_of = nearest(child_vectors, kmeans(child_vectors, num_hoods, seed=self.config.seed + level)) if num_hoods > 1 else np.zeros(len(children), dtype=np.int64)
         chats, hoods = [], []
@@ -214,44 +223,41 @@ class _FacetTree:
             sources += [set(members.tolist())] * len(proposed)
             if not proposed:
                 logger.debug("level %d: a neighbourhood proposed no usable names", level)
-        self._candidate_sources = sources
-        self._candidate_vectors = normalise(self.embedder.encode(names)) if names else np.zeros((0, child_vectors.shape[1]), np.float32)
-        return self._dedup([(n, "llm") for n in names], target)
+        vectors = normalise(self.embedder.encode(names)) if names else np.zeros((0, child_vectors.shape[1]), np.float32)
+        return self._dedup(_Candidates(names, sources, vectors), target)
 
-    def _dedup(self, candidates, target):
+    def _dedup(self, proposed: _Candidates, target: int) -> _Candidates:
         """Merge near-identical names (cosine >= 0.9), then cut down to about `target` by clustering the names."""
         keep: list[int] = []
         merged_sources: dict[int, set] = {}
-        for i in range(len(candidates)):
-            match = next((k for k in keep if float(self._candidate_vectors[i] @ self._candidate_vectors[k]) >= 0.9), None)
+        for i in range(len(proposed.names)):
+            match = next((k for k in keep if float(proposed.vectors[i] @ proposed.vectors[k]) >= 0.9), None)
             if match is None:
                 keep.append(i)
-                merged_sources[i] = set(self._candidate_sources[i])
+                merged_sources[i] = set(proposed.sources[i])
             else:
-                merged_sources[match] |= self._candidate_sources[i]
+                merged_sources[match] |= proposed.sources[i]
         if len(keep) > target:
-            vectors = self._candidate_vectors[keep]
+            vectors = proposed.vectors[keep]
             groups = nearest(vectors, kmeans(vectors, target, seed=self.config.seed))
             reduced = []
             for group in sorted(set(groups.tolist())):
                 members = [keep[j] for j in np.flatnonzero(groups == group)]
-                sub = self._candidate_vectors[members]
+                sub = proposed.vectors[members]
                 medoid = members[int(np.argmax((sub @ sub.T).sum(axis=1)))]
                 merged_sources[medoid] = set().union(*(merged_sources[m] for m in members))
                 reduced.append(medoid)
             keep = reduced
-        self._merged_sources = [merged_sources[k] for k in keep]
-        self._merged_vectors = self._candidate_vectors[keep]
-        return [candidates[k] for k in keep]
+        return _Candidates([proposed.names[k] for k in keep], [merged_sources[k] for k in keep], proposed.vectors[keep])
 
-    def _assign(self, children, child_vectors, candidates, level) -> list[int]:
+    def _assign(self, children, child_vectors, candidates: _Candidates, level) -> list[int]:
         """Each child's parent candidate: a vote over `assign_samples` shuffled option lists."""
-        if not candidates:
+        if not candidates.names:
             return list(range(len(children)))
         options_of = []
         for j in range(len(children)):
-            similarity = self._merged_vectors @ child_vectors[j]
-            own = [c for c in range(len(candidates)) if j in self._merged_sources[c]] or list(range(len(candidates)))
+            similarity = candidates.vectors @ child_vectors[j]
+            own = [c for c in range(len(candidates.names)) if j in candidates.sources[c]] or list(range(len(candidates.names)))
             options_of.append(sorted(own, key=lambda c: -similarity[c])[: self.config.max_candidates])
         votes = [Counter() for _ in children]
         by_size: dict[int, list[tuple[int, list[int], ChatPrompt]]] = {}
@@ -262,12 +268,12 @@ class _FacetTree:
             child = (self.nodes[children[j]].name, self.nodes[children[j]].summary)
             for sample in range(self.config.assign_samples):
                 order = [options[i] for i in self._rng(level, j, sample).permutation(len(options))]
-                by_size.setdefault(len(order), []).append((j, order, prompts.assign_parent_prompt(child, [candidates[c][0] for c in order])))
+                by_size.setdefault(len(order), []).append((j, order, prompts.assign_parent_prompt(child, [candidates.names[c] for c in order])))
         for size, slots in by_size.items():  # one choice call per list length, so every answer names a listed option
             picks = self.llm.choose([chat for _, _, chat in slots], [str(i) for i in range(1, size + 1)])
             for (j, order, _), pick in zip(slots, picks):
                 votes[j][order[pick]] += 1
-        return [max(v, key=lambda c: (v[c], float(self._merged_vectors[c] @ child_vectors[j]))) for j, v in enumerate(votes)]
+        return [max(v, key=lambda c: (v[c], float(candidates.vectors[c] @ child_vectors[j]))) for j, v in enumerate(votes)]
 
     def _make_parents(self, parents, level) -> list[int]:
         def prompt(p: int, sample: int):
@@ -278,7 +284,7 @@ class _FacetTree:
         multi = [p for p, (_, members) in enumerate(parents) if len(members) > 1]
         renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level)))
         ids = []
-        for p, ((candidate, source), members) in enumerate(parents):
+        for p, (candidate, members) in enumerate(parents):
             kids = [self.nodes[m] for m in members]
             sums = {col: (sum(k.sums[col][0] for k in kids), sum(k.sums[col][1] for k in kids)) for col in self.numeric_values}
             node = _Node(level, "", "", "", sum(k.size for k in kids), sums, children=list(members))
@@ -287,7 +293,7 @@ class _FacetTree:
             elif renamed.get(p) is not None:
                 name, summary = renamed[p]
                 node.name, node.summary, node.name_source = name, summary or _children_summary(kids), "llm"
-            elif candidate is not None and source == "llm":
+            elif candidate is not None:  # a proposed name, kept when renaming gave nothing usable
                 node.name, node.summary, node.name_source = candidate, _children_summary(kids), "llm"
             else:
                 biggest = max(kids, key=lambda k: k.size)
