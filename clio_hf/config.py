@@ -29,7 +29,7 @@ class ConversationConfig:
 class FacetConfig:
     """How facet values are extracted (`extract_facets`)."""
 
-    max_new_tokens: int = 48
+    max_new_tokens: int = 32
     max_retries: int = 2
     """Re-samples of an unparseable answer (seeded by row, facet and attempt) before the value becomes null."""
     retry_temperature: float = 0.7

@@ -77,8 +77,8 @@ REQUEST = Facet(
     name="Request",
     question="What is the user's overall request for the assistant?",
     prefill="The user's overall request for the assistant is to",
-    summary_criteria="The cluster name is a short imperative sentence saying what the users asked for, "
-    "for example 'Plan a marketing campaign for a product launch'.",
+    # No example names in the criteria: the packaged 135M model copies any example it is shown instead of naming.
+    summary_criteria="The cluster name is a short imperative sentence saying what the users asked for.",
 )
 LANGUAGE = Facet(
     name="Language",
@@ -89,15 +89,14 @@ TASK = Facet(
     name="Task",
     question="What task is the assistant being asked to perform in this conversation?",
     prefill="The task is to",
-    summary_criteria="The cluster name is a short active-verb phrase naming the task from the assistant's side, "
-    "for example 'Debug Python data-processing scripts'.",
+    summary_criteria="The cluster name is a short active-verb phrase naming the task from the assistant's side.",
 )
 CONCERNING = Facet(
     name="Concerning",
     question=(
-        "How concerning is this conversation from a safety point of view, on a scale from 1 to 5? "
-        "1 means harmless everyday use; 2 means mildly sensitive but fine; 3 means somewhat concerning; "
-        "4 means clearly concerning, such as attempts to cause harm; 5 means extremely concerning and urgent."
+        "How concerning is this conversation from a safety point of view? 1: harmless everyday use; "
+        "2: mildly sensitive; 3: somewhat concerning; 4: clearly concerning, such as an attempt to cause harm; "
+        "5: extremely concerning and urgent."
     ),
     numeric=(1, 5),
 )
@@ -105,8 +104,7 @@ SUMMARY = Facet(
     name="Summary",
     question="Summarise this text in one sentence: its topic and its purpose.",
     prefill="This text is about",
-    summary_criteria="The cluster name is a short phrase naming the shared topic, for example "
-    "'Recipes for vegetarian weeknight dinners'.",
+    summary_criteria="The cluster name is a short phrase naming the shared topic.",
 )
 
 MAIN_FACETS: tuple[Facet, ...] = (REQUEST, LANGUAGE, TASK, CONCERNING)

@@ -31,6 +31,10 @@ from .llm import LLM, ChatPrompt
 
 logger = logging.getLogger(__name__)
 
+# Items named per chunk: the transformers backend keeps 32 prompt heads, so a chunk's heads are all still cached when
+# its samples run.
+_NAMING_CHUNK = 16
+
 
 @dataclass
 class _Candidates:
@@ -156,12 +160,8 @@ class _FacetTree:
             outsides.append([self.answers[i] for i in outside[: self.config.outside_samples]])
         self.base_centroids = np.asarray(centroids, dtype=np.float32).reshape(num_base, -1)
 
-        def prompt(cluster: int, sample: int):
-            inside, outside = insides[cluster], outsides[cluster]
-            if sample:
-                rng = self._rng(0, cluster, sample)
-                inside, outside = [inside[i] for i in rng.permutation(len(inside))], [outside[i] for i in rng.permutation(len(outside))]
-            return prompts.cluster_name_prompt(self.facet, inside, outside)
+        def prompt(cluster: int):
+            return prompts.cluster_name_prompt(self.facet, insides[cluster], outsides[cluster])
 
         named = self._name_with_samples(list(range(num_base)), prompt, level=0)
         for cluster, answer in enumerate(named):
@@ -276,10 +276,8 @@ class _FacetTree:
         return [max(v, key=lambda c: (v[c], float(candidates.vectors[c] @ child_vectors[j]))) for j, v in enumerate(votes)]
 
     def _make_parents(self, parents, level) -> list[int]:
-        def prompt(p: int, sample: int):
-            members = parents[p][1]
-            order = self._rng(level, p, sample).permutation(len(members)) if sample else range(len(members))
-            return prompts.rename_parent_prompt(self.facet, [self.nodes[members[i]].name for i in order][:10])
+        def prompt(p: int):
+            return prompts.rename_parent_prompt(self.facet, [self.nodes[m].name for m in parents[p][1]][:10])
 
         multi = [p for p, (_, members) in enumerate(parents) if len(members) > 1]
         renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level)))
@@ -307,28 +305,33 @@ class _FacetTree:
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _name_with_samples(self, items: list[int], make_prompt, level: int) -> list[tuple[str, str | None] | None]:
-        """(name, summary) per item: greedy first, then seeded samples; the medoid of the usable answers wins."""
+        """(name, summary) per item: greedy first, then seeded samples; the medoid of the usable answers wins.
+
+        Every sample of an item sees the same prompt (the seed alone varies it), so a backend with prefix reuse
+        prefills each item's material once. Items go in chunks small enough for that reuse to survive between the
+        greedy call and the sampled call; within a call, decoding steps, not prompts, cost the time.
+        """
         answers: list[list[tuple[str, str | None]]] = [[] for _ in items]
-        if not items:
-            return []
-        # One greedy round, then every seeded sample in a single call: decoding steps, not prompts, cost time here.
-        rounds = [[(slot, item, 0) for slot, item in enumerate(items)]]
-        rounds.append([(slot, item, sample) for sample in range(1, self.config.name_samples) for slot, item in enumerate(items)])
-        for batch in rounds:
-            if not batch:
-                continue
-            sampled = batch[0][2] > 0
-            outputs = self.llm.generate(
-                [make_prompt(item, sample) for _, item, sample in batch],
-                max_new_tokens=self.config.name_max_new_tokens,
-                stop=prompts.NAME_STOP,
-                temperature=self.config.sample_temperature if sampled else 0.0,
-                seeds=[_seed(self.facet.column, level, item, sample) for _, item, sample in batch] if sampled else None,
-            )
-            for (slot, _, _), text in zip(batch, outputs):
-                parsed = prompts.parse_name_and_summary(text, self.forbidden)
-                if parsed:
-                    answers[slot].append(parsed)
+        for start in range(0, len(items), _NAMING_CHUNK):
+            chunk = list(enumerate(items))[start : start + _NAMING_CHUNK]
+            chats = {item: make_prompt(item) for _, item in chunk}
+            greedy = [(slot, item, 0) for slot, item in chunk]
+            sampled = [(slot, item, sample) for sample in range(1, self.config.name_samples) for slot, item in chunk]
+            for batch in (greedy, sampled):
+                if not batch:
+                    continue
+                temperature = self.config.sample_temperature if batch is sampled else 0.0
+                outputs = self.llm.generate(
+                    [chats[item] for _, item, _ in batch],
+                    max_new_tokens=self.config.name_max_new_tokens,
+                    stop=prompts.NAME_STOP,
+                    temperature=temperature,
+                    seeds=[_seed(self.facet.column, level, item, sample) for _, item, sample in batch] if temperature else None,
+                )
+                for (slot, _, _), text in zip(batch, outputs):
+                    parsed = prompts.parse_name_and_summary(text, self.forbidden)
+                    if parsed:
+                        answers[slot].append(parsed)
         return [self._medoid(a) for a in answers]
 
     def _medoid(self, answers):

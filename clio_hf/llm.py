@@ -125,7 +125,7 @@ class TransformersLLM:
     one conversation, which share the conversation as their head, prefill it once instead of once per facet.
     """
 
-    def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 16, device: str | None = None,
+    def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 32, device: str | None = None,
                  prefix_cache_size: int = 32):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

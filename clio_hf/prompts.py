@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .facets import Facet
 from .llm import ChatPrompt
 
-PROMPT_VERSION = "1"
+PROMPT_VERSION = "2"
 
 SYSTEM = (
     "You analyse conversations between users and an AI assistant to produce anonymous, aggregate statistics. "
@@ -34,6 +34,16 @@ _PLACEHOLDERS = {
 }
 
 MAX_NAME_CHARS = 120
+# "This is a group of people who are ..." says nothing; what follows it may. A name left with fewer than two words
+# outside _META_WORDS ("This is a list of the list") describes the prompt, not the conversations.
+_SELF_REFERENCE = re.compile(
+    r"^(?:this|it|these|they)\s+(?:is|are)\s+(?:a|an|the)?\s*(?:group|list|cluster|set|category|collection)\s+of\s+"
+    r"(?:(?:people|users|conversations|answers|requests)\s+(?:who|that|which)\s+(?:are\s+)?)?", re.I)
+_META_WORDS = {
+    "a", "an", "the", "this", "that", "these", "it", "is", "are", "of", "and", "or", "to", "in", "for", "on", "with",
+    "group", "groups", "list", "lists", "cluster", "name", "names", "category", "set", "people", "user", "users",
+    "conversation", "conversations", "answer", "answers", "request", "requests", "topic", "task", "who", "which",
+}
 
 
 def neutralise(text: str) -> str:
@@ -46,22 +56,40 @@ def transcript(conversation: Sequence[dict]) -> str:
     return "\n\n".join(turns)
 
 
-def _chat(user: str, prefill: str) -> ChatPrompt:
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}, {"role": "assistant", "content": prefill}]
+def _material_then_task(material: str, ack: str, task: str, prefill: str) -> ChatPrompt:
+    """[system, material, acknowledgement, task, prefill]: everything before the task is the prompt's shareable head.
+
+    Prompts that differ only in the task (the facets of one conversation, the samples of one cluster name) share the
+    head, so a backend with prefix reuse prefills the material once.
+    """
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": material},
+        {"role": "assistant", "content": ack},
+        {"role": "user", "content": task},
+        {"role": "assistant", "content": prefill},
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------- facets
+FACET_RULES = (
+    "I will ask questions about it. Answer each inside <answer></answer> tags, in one short, descriptive and "
+    "neutral sentence, without names, places or other personal details."
+)
+
+
 def facet_question(facet: Facet) -> str:
-    """The question turn for one facet; built once per facet and reused for every row."""
+    """The question turn for one facet; built once per facet and reused for every row.
+
+    The answer format lives in the shared head (`FACET_RULES`), so the per-facet part stays short: it is prefilled
+    once per row and facet.
+    """
     if facet.prompt:
         return facet.prompt
     if facet.numeric:
         lo, hi = facet.numeric
-        return f"{facet.question}\nAnswer with a single whole number from {lo} to {hi} inside <answer></answer> tags."
-    return (
-        f"{facet.question}\nAnswer in one short sentence inside <answer></answer> tags. Be descriptive and neutral, "
-        "and leave out names, places and other personal details."
-    )
+        return f"{facet.question}\nAnswer with one whole number from {lo} to {hi}."
+    return facet.question
 
 
 def facet_answer_prefill(facet: Facet) -> str:
@@ -69,13 +97,8 @@ def facet_answer_prefill(facet: Facet) -> str:
 
 
 def facet_prompt(conversation_text: str, question: str, answer_prefill: str) -> ChatPrompt:
-    return [
-        {"role": "system", "content": SYSTEM},
-        {"role": "user", "content": f"Here is a conversation:\n<conversation>\n{conversation_text}\n</conversation>"},
-        {"role": "assistant", "content": "I have read the conversation."},
-        {"role": "user", "content": question},
-        {"role": "assistant", "content": answer_prefill},
-    ]
+    material = f"Here is a conversation:\n<conversation>\n{conversation_text}\n</conversation>\n{FACET_RULES}"
+    return _material_then_task(material, "I have read the conversation.", question, answer_prefill)
 
 
 def numeric_options(facet: Facet) -> list[str] | None:
@@ -116,51 +139,55 @@ def strip_prefill(value: str, prefill: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- naming
-NAME_FORMAT = "Reply in exactly this format:\n<name>a name of at most ten words</name>\n<summary>one sentence</summary>"
+# No example of a name here either (a tiny model copies it); the tags alone carry the format.
+NAME_FORMAT = "Reply with the name inside <name></name> tags, then a one-sentence summary inside <summary></summary> tags."
+_ACKS = ("I have read both lists.", "I have read the groups.", "I have read the description.")
 
 
 def cluster_name_prompt(facet: Facet, inside: Sequence[str], outside: Sequence[str]) -> ChatPrompt:
     inside_list = "\n".join(f"- {neutralise(v)}" for v in inside)
     outside_list = "\n".join(f"- {neutralise(v)}" for v in outside) or "- (none)"
-    user = (
+    material = (
         f"These are answers to the question \"{facet.question}\" for a group of similar conversations:\n"
         f"<answers>\n{inside_list}\n</answers>\n\n"
         f"These answers come from nearby conversations that are NOT in the group:\n"
-        f"<contrastive_answers>\n{outside_list}\n</contrastive_answers>\n\n"
+        f"<contrastive_answers>\n{outside_list}\n</contrastive_answers>"
+    )
+    task = (
         f"Name the group so that it is specific and sets the group apart from the contrastive answers. "
         f"{facet.summary_criteria or ''} Leave out personal details.\n{NAME_FORMAT}"
     )
-    return _chat(user, "<name>")
+    return _material_then_task(material, _ACKS[0], task, "<name>")
 
 
 def propose_parents_prompt(facet: Facet, groups: Sequence[tuple[str, str]], count: int) -> ChatPrompt:
     listing = "\n".join(f"- {neutralise(n)}: {neutralise(s)}" for n, s in groups)
-    user = (
-        f"Here are groups of conversations, each with a name and a summary:\n<groups>\n{listing}\n</groups>\n\n"
+    material = f"Here are groups of conversations, each with a name and a summary:\n<groups>\n{listing}\n</groups>"
+    task = (
         f"Propose {count} broader categories that together cover all of these groups. Each category name is at most "
         f"ten words. {facet.summary_criteria or ''}\nReply with a numbered list inside <answer></answer> tags."
     )
-    return _chat(user, "<answer>\n1.")
+    return _material_then_task(material, _ACKS[1], task, "<answer>\n1.")
 
 
 def assign_parent_prompt(child: tuple[str, str], candidates: Sequence[str]) -> ChatPrompt:
     options = "\n".join(f"{i}. {neutralise(c)}" for i, c in enumerate(candidates, start=1))
-    user = (
-        f"A group of conversations is named \"{neutralise(child[0])}\". {neutralise(child[1])}\n\n"
+    material = f"A group of conversations is named \"{neutralise(child[0])}\". {neutralise(child[1])}"
+    task = (
         f"Which broader category fits this group best?\n{options}\n\n"
         f"Reply with the number of the best category inside <answer></answer> tags."
     )
-    return _chat(user, "<answer>")
+    return _material_then_task(material, _ACKS[2], task, "<answer>")
 
 
 def rename_parent_prompt(facet: Facet, children: Sequence[str]) -> ChatPrompt:
     listing = "\n".join(f"- {neutralise(c)}" for c in children)
-    user = (
-        f"These groups of conversations belong to one broader category:\n<groups>\n{listing}\n</groups>\n\n"
+    material = f"These groups of conversations belong to one broader category:\n<groups>\n{listing}\n</groups>"
+    task = (
         f"Name the broader category so that it covers all of them and is as specific as possible. "
         f"{facet.summary_criteria or ''} Leave out personal details.\n{NAME_FORMAT}"
     )
-    return _chat(user, "<name>")
+    return _material_then_task(material, _ACKS[1], task, "<name>")
 
 
 NAME_STOP = ("</summary>",)
@@ -197,12 +224,12 @@ def parse_numbered_list(text: str, forbidden: Sequence[str] = ()) -> list[str]:
 
 def clean_name(text: str, forbidden: Sequence[str] = ()) -> str | None:
     text = " ".join(_ANY_TAG.sub(" ", text or "").replace("<", " ").replace(">", " ").split())
-    text = text.strip(" \"'`*_#-:;,.!?")
+    text = _SELF_REFERENCE.sub("", text.strip(" \"'`*_#-:;,.!?")).strip(" \"'`*_#-:;,.!?")
     if len(text) > MAX_NAME_CHARS:
         text = text[:MAX_NAME_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:-")
     if len(re.findall(r"[^\W\d_]", text)) < 3 or text.casefold() in _PLACEHOLDERS or copies_prompt(text, forbidden):
         return None
-    if not _reads_like_words(text):
+    if not _reads_like_words(text) or len(set(re.findall(r"[a-z]+", text.casefold())) - _META_WORDS) < 2:
         return None
     return text[:1].upper() + text[1:]
 
@@ -250,4 +277,4 @@ def fallback_summary(value: str, size: int) -> str:
 def prompt_examples(facet: Facet) -> list[str]:
     """Example texts quoted inside our prompts; a name that merely repeats one is rejected."""
     quoted = re.findall(r"(?:^|\s)'([^']{3,}?)'(?=[\s.,;]|$)", facet.summary_criteria or "")
-    return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary"]
+    return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary", *_ACKS]

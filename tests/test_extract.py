@@ -46,7 +46,8 @@ def test_injected_tags_do_not_break_parsing_or_leak_between_rows():
     out = extract_facets(ds, llm, facets=[REQUEST])
     assert "HACKED" not in out["request"][1] and out["request"][1].endswith("help with normal")
     sent = llm.prompts[0][1]["content"]
-    assert "<answer>" not in sent and "</conversation> <" not in sent.split("<conversation>", 1)[1][:-16]
+    transcript = sent.split("<conversation>\n", 1)[1].rsplit("\n</conversation>", 1)[0]
+    assert "HACKED" in transcript and "<answer>" not in transcript and "</conversation>" not in transcript
 
 
 def test_bounded_resampling_then_null_with_seeds_from_row_facet_attempt():

@@ -57,7 +57,7 @@ def _good_llm():
         text = prompt[-2]["content"]
         if "Propose" in text:
             return " Everyday help\n2. Creative work\n3. Technical tasks</answer>"
-        return f"Group {next(counter)} of requests</name>\n<summary>Users asked for help with things.</summary>"
+        return f"Plan trips variant {next(counter)}</name>\n<summary>Users asked for help with things.</summary>"
 
     return ScriptedLLM(reply=reply, pick=lambda prompt, n: len(prompt[-2]["content"]) % n)
 
@@ -119,3 +119,16 @@ def test_level_targets_shrink_geometrically_to_the_top():
     for k in range(3, 3000, 37):
         targets = level_targets(k, config)
         assert targets and targets[-1] <= 10 and all(a > b for a, b in zip([k, *targets], targets))
+
+
+def test_naming_samples_share_their_prompt_so_the_material_is_prefilled_once():
+    data = _clustered(60)
+    llm = _good_llm()
+    build_hierarchy(data, llm, HashEmbedder(), facets=[REQUEST], config=HierarchyConfig(name_samples=3))
+    naming = [p for p in llm.prompts if p[-1]["content"] == "<name>"]
+    heads = {}
+    for prompt in naming:
+        heads.setdefault(str(prompt[:-2]), []).append(prompt)
+    assert heads and all(len(same) == 3 for same in heads.values()), "greedy + 2 samples per named item"
+    assert all(all(p == same[0] for p in same) for same in heads.values()), "samples differ by seed, not by prompt"
+    assert all("<answers>" in p[1]["content"] or "<groups>" in p[1]["content"] for p in naming), "values in the head"

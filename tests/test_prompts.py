@@ -62,17 +62,23 @@ def test_numeric_options_are_single_digits_only():
     ],
 )
 def test_parse_name_and_summary(text, expected):
-    assert prompts.parse_name_and_summary(text, prompts.prompt_examples(REQUEST)) == expected
+    assert prompts.parse_name_and_summary(text, prompts.prompt_examples(WITH_EXAMPLE)) == expected
+
+
+# A user's facet may quote example names in its criteria; a name that merely repeats one is not a name.
+WITH_EXAMPLE = Facet("Request", REQUEST.question, summary_criteria="A short imperative, for example "
+                     "'Plan a marketing campaign for a product launch'.")
 
 
 @pytest.mark.parametrize(
     "facet, name, kept",
     [
-        (REQUEST, "Planning a marketing campaign for a product launch", False),
-        (REQUEST, "Plan a marketing campaign for a product launch / a name of at most ten words", False),
+        (WITH_EXAMPLE, "Planning a marketing campaign for a product launch", False),
+        (WITH_EXAMPLE, "Plan a marketing campaign for a product launch / a name of at most ten words", False),
+        (REQUEST, "I have read both lists", False),
+        (REQUEST, "This is a list of the list", False),  # describes the prompt, not the conversations
         (REQUEST, "A user", False),
         (REQUEST, "Plan a birthday party", True),
-        (TASK, "Debug Python data-processing scripts", False),
         (TASK, "Debug Python scripts", True),
         (TASK, "AASA_SxS_AI_Lambda_Nd_Cloud_ASP_in_2023_7_AM", False),
         (TASK, "Fix C++ build errors in 2024 projects", True),
@@ -83,7 +89,7 @@ def test_names_that_copy_the_prompt_are_rejected(facet, name, kept):
 
 
 def test_clean_name_never_returns_markup_or_long_names():
-    name = prompts.clean_name("<b>" + "word " * 60 + "</b>")
+    name = prompts.clean_name("<b>" + "plan the weekly garden work " * 12 + "</b>")
     assert "<" not in name and len(name) <= prompts.MAX_NAME_CHARS
 
 
@@ -104,3 +110,8 @@ def test_column_names_and_facet_resolution():
         resolve_facets("nope")
     with pytest.raises(ValueError, match="numeric"):
         Facet("Bad", "?", numeric=(5, 1))
+
+
+def test_self_referential_openings_are_cut_from_names():
+    name = "This is a group of people who are interested in learning about the product launch"
+    assert prompts.clean_name(name) == "Interested in learning about the product launch"
