@@ -312,8 +312,9 @@ class _FacetTree:
         greedy call and the sampled call; within a call, decoding steps, not prompts, cost the time.
         """
         answers: list[list[tuple[str, str | None]]] = [[] for _ in items]
-        for start in range(0, len(items), _NAMING_CHUNK):
-            chunk = list(enumerate(items))[start : start + _NAMING_CHUNK]
+        slots = list(enumerate(items))
+        for start in range(0, len(slots), _NAMING_CHUNK):
+            chunk = slots[start : start + _NAMING_CHUNK]
             chats = {item: make_prompt(item) for _, item in chunk}
             greedy = [(slot, item, 0) for slot, item in chunk]
             sampled = [(slot, item, sample) for sample in range(1, self.config.name_samples) for slot, item in chunk]
