@@ -131,6 +131,7 @@ def annotate(
 
     with _timed(timings, "privacy"):
         audit = config.privacy.audit and len(hierarchy) > 0
+        usage_before = dict(getattr(llm, "usage", None) or {})
         gates_key = Hasher.hash([tree_key, config.privacy, user_column, llm.model_id if llm and audit else None, AUDIT_PROMPT_VERSION])
         hierarchy = _materialise(
             workdir / f"privacy-{gates_key}",
@@ -138,6 +139,7 @@ def annotate(
                                         user_column=user_column, column_prefix=column_prefix),
         )
 
+    audit_usage = {k: v - usage_before.get(k, 0) for k, v in (getattr(llm, "usage", None) or {}).items()}
     info = {
         "format_version": FORMAT_VERSION,
         "clio_hf_version": __version__,
@@ -155,7 +157,7 @@ def annotate(
         "parse_failures": {f.column: sum(v is None for v in unique[C.facet_column(f, column_prefix)]) for f in facets},
         "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
         "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
-                    "withheld": withheld_counts(hierarchy)},
+                    "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     logger.info("annotate: done in %.1f s (%s)", sum(timings.values()), ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from clio_hf.result import ClioResult
 from hub_fixtures import hub_env, hub_server, run_hub_client  # noqa: F401  (fixtures are found by name)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,9 +90,11 @@ repo, out_dir = sys.argv[1], sys.argv[2]
 rows = datasets.load_dataset(repo, split="train")
 tree = datasets.load_dataset(repo, "hierarchy", split="train") if sys.argv[3] == "tree" else None
 local = ClioResult.load(out_dir)  # the same run, saved with --out beside the push
-same_rows(rows, local.data, "default")
+public = local.for_publishing()  # what the push publishes: no raw text, withheld nodes left out
+assert "conversation" in local.data.column_names and "conversation" not in rows.column_names
+same_rows(rows, public.data, "default")
 if tree is not None:
-    same_rows(tree, local.hierarchy, "hierarchy")
+    same_rows(tree, public.hierarchy, "hierarchy")
 print(json.dumps({"ids": list(rows["id"]), "language": list(rows["language"]), "columns": rows.column_names,
                   "nodes": None if tree is None else len(tree), "info": ClioResult.load(repo).info}))
 """
@@ -139,16 +142,19 @@ sys.exit(main(sys.argv[1:]))
 
 def test_cli_annotate_push_to_hub_with_a_clustered_facet(hub_server, hub_env, tmp_path):
     source, env = _write_rows(tmp_path / "rows.jsonl"), _cli_env(hub_env, tmp_path)
+    # three rows: every node is smaller than the default 5-row gate, and the scripted LLM is no auditor
     proc = run_hub_client(CLI_WITH_FAKES, env, "annotate", str(source), "--facets", "request,language",
-                          "--out", str(tmp_path / "out"), "--push-to-hub", "me/cli-run",
+                          "--out", str(tmp_path / "out"), "--push-to-hub", "me/cli-run", "--min-rows", "1", "--no-audit",
                           "--cache-dir", str(tmp_path / "runs"), timeout=300)
     assert "request:" in proc.stdout  # the CLI prints the top of each tree
     commits = hub_server.commits("me/cli-run")
     assert len(commits) == 2 and commits[-1]["title"].startswith("Upload clio_hf result (3 rows)")
     remote = hub_server.files("me/cli-run")
-    assert remote.pop(".gitattributes") and remote == _files(tmp_path / "out")  # --out and the push agree
+    ClioResult.load(tmp_path / "out").for_publishing().save_to_disk(tmp_path / "public")
+    assert remote.pop(".gitattributes") and remote == _files(tmp_path / "public")  # --out and the push agree
     got = json.loads(run_hub_client(CHECK_PUSHED, env, "me/cli-run", str(tmp_path / "out"), "tree")
                      .stdout.strip().splitlines()[-1])
     assert got["ids"] == ["en", "fr", "de"] and got["nodes"] >= 1
-    assert {"conversation", "request", "request_cluster", "request_embedding", "language"} <= set(got["columns"])
+    assert {"request", "request_cluster", "request_embedding", "language"} <= set(got["columns"])
+    assert not {"conversation", "messages"} & set(got["columns"])
     assert got["info"]["llm"] == "scripted-llm"

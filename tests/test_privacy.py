@@ -236,3 +236,43 @@ def test_pushed_files_hold_no_withheld_name_and_no_raw_text(hub_server, hub_env,
     assert [n["node_id"] for n in tree] == [0, 3, 5, 6] and all(n["published"] for n in tree)
     readme = files["README.md"].decode()
     assert "| **Everyday life** | 12 |" in readme and "Privacy" in readme
+
+
+# ---- annotate ----------------------------------------------------------------------------------------------------
+def _rows(n: int) -> datasets.Dataset:
+    topics = ["fix my python bug", "bake bread at home", "plan a trip to rome"]
+    return datasets.Dataset.from_dict({
+        "user": ["solo" if i % 3 == 2 else f"u{i % 4}" for i in range(n)],  # one person asks about every trip
+        "messages": [[{"role": "user", "content": f"{topics[i % 3]} please ({i})"}, {"role": "assistant", "content": "ok"}]
+                     for i in range(n)],
+    })
+
+
+def test_annotate_gates_every_node_and_records_it(tmp_path):
+    llm = ScriptedLLM(reply=lambda p: " help with " + p[1]["content"].split("User: ")[-1].split(" please")[0] + "</answer>"
+                      if "User: " in p[1]["content"] else "Some group</name>\n<summary>Some summary of the group.</summary>",
+                      pick=lambda p, n: 3 if "Rating" in p[-1]["content"] else 0)
+    config = clio_hf.ClioConfig(cluster=clio_hf.ClusterConfig(rows_per_base_cluster=4))
+    result = clio_hf.annotate(_rows(24), facets="request", llm=llm, embedder=HashEmbedder(), config=config,
+                              user_column="user", cache_dir=tmp_path)
+    tree = result.hierarchy
+    assert {"num_users", "privacy_score", "published", "withheld_by", "withheld_size"} <= set(tree.column_names)
+    assert set(tree["privacy_score"]) == {4}  # every node was audited
+    assert 1 in tree["num_users"] and max(tree["num_users"]) == 5  # u0..u3 and solo
+    for node in tree:
+        failed = {gate for gate, ok in (("rows", node["size"] >= 5), ("users", node["num_users"] >= 3)) if not ok}
+        assert set((node["withheld_by"] or "").split(",")) - {""} == failed or node["withheld_by"] == "parent"
+    assert 0 < sum(tree["published"]) < len(tree)
+    check_sizes(tree)
+    privacy = result.info["privacy"]
+    assert privacy["user_column"] == "user" and privacy["text_columns"] == ["messages"]
+    assert privacy["withheld"] == clio_hf.privacy.withheld_counts(tree)
+    assert "privacy" in result.info["timings"] and result.info["config"]["privacy"]["min_rows"] == 5
+
+
+def test_missing_user_column_stops_before_any_model_runs(tmp_path):
+    llm = ScriptedLLM()
+    with pytest.raises(ValueError, match=r"user_column='account'.*\['user', 'messages'\]"):
+        clio_hf.annotate(_rows(6), facets="request", llm=llm, embedder=HashEmbedder(), user_column="account",
+                         cache_dir=tmp_path)
+    assert llm.prompts == []
