@@ -37,19 +37,26 @@ def same_rows(got, want, what):
 
 ROUND_TRIP = SAME + """
 import json, sys, datasets
+from clio_hf.privacy import mark_published
 from clio_hf.result import ClioResult
-folder, repo = sys.argv[1], sys.argv[2]
+folder, repo, public_folder = sys.argv[1], sys.argv[2], sys.argv[3]
 local = ClioResult.load(folder)
-first = local.push_to_hub(repo)
-again = local.push_to_hub(repo)  # the same result again: no new commit
+# The packaged 135M model's auditor rates about every node 1 (see the README), which withholds the whole tree; this
+# round trip gates on the row threshold alone, so a real tree with real withheld nodes is published.
+local.hierarchy = mark_published(local.hierarchy.remove_columns(["privacy_score"]))
+public = local.for_publishing(include_text=True)
+public.save_to_disk(public_folder)
+first = local.push_to_hub(repo, include_text=True)
+again = local.push_to_hub(repo, include_text=True)  # the same result again: no new commit
 rows = datasets.load_dataset(repo, split="train")
 tree = datasets.load_dataset(repo, "hierarchy", split="train")
-same_rows(rows, local.data, "default")
-same_rows(tree, local.hierarchy, "hierarchy")
+same_rows(rows, public.data, "default")
+same_rows(tree, public.hierarchy, "hierarchy")
+assert 0 < len(public.hierarchy) < len(local.hierarchy) and all(public.hierarchy["published"])
 remote = ClioResult.from_hub(repo)
-same_rows(remote.data, local.data, "from_hub data")
-same_rows(remote.hierarchy, local.hierarchy, "from_hub hierarchy")
-assert remote.info == local.info
+same_rows(remote.data, public.data, "from_hub data")
+same_rows(remote.hierarchy, public.hierarchy, "from_hub hierarchy")
+assert remote.info == json.loads(json.dumps(public.info))
 print(json.dumps({"first": first, "again": again, "rows": len(rows), "nodes": len(tree),
                   "facets": sorted(set(tree["facet"]))}))
 """
@@ -59,8 +66,8 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_real_result_push_then_load_dataset(hub_server, hub_env, real_result_dir):
-    out = run_hub_client(ROUND_TRIP, hub_env, str(real_result_dir), "me/clio-run", timeout=300).stdout
+def test_real_result_push_then_load_dataset(hub_server, hub_env, real_result_dir, tmp_path):
+    out = run_hub_client(ROUND_TRIP, hub_env, str(real_result_dir), "me/clio-run", str(tmp_path / "public"), timeout=300).stdout
     got = json.loads(out.strip().splitlines()[-1])
     commits = hub_server.commits("me/clio-run")
     assert len(commits) == 2  # the repo's initial commit, then the result in one commit; the re-push made none
@@ -68,8 +75,8 @@ def test_real_result_push_then_load_dataset(hub_server, hub_env, real_result_dir
     assert got["rows"] > 0 and got["nodes"] > 0 and "request" in got["facets"]
     remote = hub_server.files("me/clio-run")
     assert remote.pop(".gitattributes")
-    # the pushed files are the saved folder's files, byte for byte (README card included)
-    assert remote == {k: v for k, v in _files(real_result_dir).items() if not k.startswith(".")}
+    # the pushed files are `for_publishing` saved to a folder, byte for byte (README card included)
+    assert remote == {k: v for k, v in _files(tmp_path / "public").items() if not k.startswith(".")}
 
 
 ROWS = [

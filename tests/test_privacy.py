@@ -276,3 +276,50 @@ def test_missing_user_column_stops_before_any_model_runs(tmp_path):
         clio_hf.annotate(_rows(6), facets="request", llm=llm, embedder=HashEmbedder(), user_column="account",
                          cache_dir=tmp_path)
     assert llm.prompts == []
+
+
+# ---- the real packaged-model result (conftest's `real_result_dir`) -----------------------------------------------
+@pytest.mark.slow
+def test_real_run_audits_every_node(real_result):
+    tree = real_result.hierarchy
+    assert all(score in (1, 2, 3, 4, 5) for score in tree["privacy_score"])  # a constrained choice: never unrated
+    assert all(p == (by is None) for p, by in zip(tree["published"], tree["withheld_by"]))
+    check_sizes(tree)
+    usage = real_result.info["privacy"]["audit_usage"]
+    assert usage["prompts"] == len(set(zip(tree["name"], tree["summary"])))
+
+
+REAL_PUSH = """
+import sys
+from clio_hf.privacy import mark_published
+from clio_hf.result import ClioResult
+local = ClioResult.load(sys.argv[1])
+# the tiny model's auditor withholds about everything (README); gate on rows so that part of a real tree is published
+local.hierarchy = mark_published(local.hierarchy.remove_columns(["privacy_score"]))
+print(local.push_to_hub(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+def test_real_result_push_leaks_no_withheld_name_and_no_text(hub_server, hub_env, real_result, real_result_dir, tmp_path):
+    run_hub_client(REAL_PUSH, hub_env, str(real_result_dir), "me/real-private", timeout=300)
+    files = hub_server.files("me/real-private")
+    files.pop(".gitattributes")
+    text = _decoded_files(files, tmp_path).casefold()
+    tree = mark_published(real_result.hierarchy.remove_columns(["privacy_score"]))
+    published = {n["name"] for n in tree if n["published"]}
+    withheld = {n["name"] for n in tree if not n["published"]} - published
+    assert withheld and published  # 40 rows in clusters of ~6: some nodes fall under 5 rows
+    for name in withheld:
+        assert name.casefold() not in text, name
+    table = pq.read_table(tmp_path / "data_train-00000-of-00001.parquet")
+    assert not {"conversation", "conversations"} & set(table.column_names)
+    replies = [t["content"][:80] for turns in real_result.data["conversation"] for t in turns[1:2] if len(t["content"]) >= 80]
+    assert replies and not any(r.casefold() in text for r in replies)  # the assistant's words are nowhere
+    rows = table.to_pylist()
+    withheld_base = {(n["facet"], n["node_id"]) for n in tree if not n["published"] and n["level"] == 0}
+    for local, pushed in zip(real_result.data, rows, strict=True):
+        for facet in ("request", "task"):
+            hidden = (facet, local[f"{facet}_cluster"]) in withheld_base
+            assert pushed[f"{facet}_cluster"] == (-1 if hidden else local[f"{facet}_cluster"])
+            assert (pushed[facet] is None) == (hidden or local[facet] is None)
