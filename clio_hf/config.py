@@ -97,6 +97,11 @@ class PrivacyConfig:
     """Re-samples of an unparseable rating on backends that cannot constrain decoding; then the node is withheld."""
     audit_max_new_tokens: int = 4
 
+    def __post_init__(self):
+        if self.min_rows < 1 or self.min_users < 1 or not 1 <= self.min_privacy_score <= 5 or self.audit_retries < 0:
+            raise ValueError(f"PrivacyConfig: min_rows and min_users must be >= 1, min_privacy_score 1-5 and "
+                             f"audit_retries >= 0; got {self}.")
+
 
 @dataclass(frozen=True)
 class ClioConfig:

@@ -8,9 +8,9 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import datasets

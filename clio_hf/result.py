@@ -22,9 +22,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 

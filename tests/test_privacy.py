@@ -323,3 +323,9 @@ def test_real_result_push_leaks_no_withheld_name_and_no_text(hub_server, hub_env
             hidden = (facet, local[f"{facet}_cluster"]) in withheld_base
             assert pushed[f"{facet}_cluster"] == (-1 if hidden else local[f"{facet}_cluster"])
             assert (pushed[facet] is None) == (hidden or local[facet] is None)
+
+
+@pytest.mark.parametrize("bad", [dict(min_rows=0), dict(min_users=0), dict(min_privacy_score=6), dict(audit_retries=-1)])
+def test_bad_thresholds_are_refused(bad):
+    with pytest.raises(ValueError, match="PrivacyConfig"):
+        PrivacyConfig(**bad)
