@@ -222,8 +222,8 @@ def published_hierarchy(hierarchy: datasets.Dataset) -> datasets.Dataset:
                            for facet, c in counts.items())
         raise ValueError(
             f"The privacy gates withhold all {len(tops)} top-level nodes, so there is nothing to publish ({detail}). "
-            "Annotate more rows, or relax the gates (PrivacyConfig min_rows / min_users / min_privacy_score; CLI "
-            "--min-rows / --min-users / --min-privacy-score / --no-audit)."
+            "Annotate more rows, audit with a larger LLM, or relax the gates (PrivacyConfig min_rows / min_users / "
+            "min_privacy_score / audit; CLI --min-rows / --min-users / --min-privacy-score / --no-audit)."
         )
     withheld_names = set(hierarchy.filter(lambda p: not p, input_columns=PUBLISHED)["name"])
     published = hierarchy.filter(lambda p: p, input_columns=PUBLISHED)

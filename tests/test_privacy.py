@@ -291,12 +291,8 @@ def test_real_run_audits_every_node(real_result):
 
 REAL_PUSH = """
 import sys
-from clio_hf.privacy import mark_published
 from clio_hf.result import ClioResult
-local = ClioResult.load(sys.argv[1])
-# the tiny model's auditor withholds about everything (README); gate on rows so that part of a real tree is published
-local.hierarchy = mark_published(local.hierarchy.remove_columns(["privacy_score"]))
-print(local.push_to_hub(sys.argv[2]))
+print(ClioResult.load(sys.argv[1]).push_to_hub(sys.argv[2]))  # conftest's run gates on rows (audit threshold 1)
 """
 
 
@@ -306,7 +302,7 @@ def test_real_result_push_leaks_no_withheld_name_and_no_text(hub_server, hub_env
     files = hub_server.files("me/real-private")
     files.pop(".gitattributes")
     text = _decoded_files(files, tmp_path).casefold()
-    tree = mark_published(real_result.hierarchy.remove_columns(["privacy_score"]))
+    tree = real_result.hierarchy
     published = {n["name"] for n in tree if n["published"]}
     withheld = {n["name"] for n in tree if not n["published"]} - published
     assert withheld and published  # 40 rows in clusters of ~6: some nodes fall under 5 rows
