@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from .cluster import cluster_facets
-from .config import ClioConfig, ClusterConfig, ConversationConfig, EmbedConfig, FacetConfig, HierarchyConfig
+from .config import ClioConfig, ClusterConfig, ConversationConfig, EmbedConfig, FacetConfig, HierarchyConfig, PrivacyConfig
 from .conversations import to_conversations
 from .embed import Embedder, embed_facets, load_embedder
 from .extract import extract_facets
@@ -11,12 +11,14 @@ from .facets import GENERIC_SUMMARY_FACETS, MAIN_FACETS, Facet
 from .hierarchy import build_hierarchy
 from .llm import LLM, load_llm
 from .pipeline import annotate
+from .privacy import apply_privacy_gates
 from .prompts import PROMPT_VERSION
 from .result import ClioResult
 
 __all__ = [
     "ClioConfig", "ClioResult", "ClusterConfig", "ConversationConfig", "EmbedConfig", "Embedder", "Facet",
     "FacetConfig", "GENERIC_SUMMARY_FACETS", "HierarchyConfig", "LLM", "MAIN_FACETS", "PROMPT_VERSION",
+    "PrivacyConfig", "apply_privacy_gates",
     "annotate", "build_hierarchy", "cluster_facets", "embed_facets", "extract_facets", "load_embedder", "load_llm",
     "to_conversations",
 ]

@@ -32,6 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--out", help="folder to save the result to (Hub layout)")
     annotate.add_argument("--push-to-hub", metavar="REPO", help="push the result to this dataset repo")
     annotate.add_argument("--public", action="store_true", help="with --push-to-hub: make the repo public")
+    privacy = annotate.add_argument_group("privacy (a push publishes only nodes that pass every gate)")
+    privacy.add_argument("--user-column", help="column naming each row's user or account; nodes then need --min-users")
+    privacy.add_argument("--min-rows", type=int, default=5, help="rows a node needs to be published (default 5)")
+    privacy.add_argument("--min-users", type=int, default=3, help="distinct users a node needs (default 3)")
+    privacy.add_argument("--min-privacy-score", type=int, default=3, help="lowest auditor rating published, 1-5 (default 3)")
+    privacy.add_argument("--no-audit", action="store_true", help="skip the LLM privacy auditor")
+    privacy.add_argument("--include-text", action="store_true", help="with --push-to-hub: also publish the raw text columns")
+    privacy.add_argument("--aggregates-only", action="store_true", help="with --push-to-hub: publish the hierarchy only")
+    privacy.add_argument("--sensitive-columns", help="comma-separated columns never to publish")
     annotate.add_argument("--stream", action="store_true", help="stream the source from the Hub (with --limit)")
     annotate.add_argument("--cache-dir", help="where finished work is kept for resuming (default ~/.cache/clio_hf)")
 
@@ -63,6 +72,10 @@ def _annotate(args) -> int:
 
     if not args.out and not args.push_to_hub:
         raise ValueError("Say where the result goes: --out DIR and/or --push-to-hub REPO.")
+    if (args.include_text or args.aggregates_only or args.sensitive_columns) and not args.push_to_hub:
+        raise ValueError("--include-text, --aggregates-only and --sensitive-columns apply to --push-to-hub; --out keeps everything.")
+    config = clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(
+        min_rows=args.min_rows, min_users=args.min_users, min_privacy_score=args.min_privacy_score, audit=not args.no_audit))
     result = clio_hf.annotate(
         args.dataset,
         split=args.split,
@@ -72,6 +85,8 @@ def _annotate(args) -> int:
         facets=args.facets,
         llm=args.llm,
         embedder=args.embedder,
+        config=config,
+        user_column=args.user_column,
         conversation_column=args.conversation_column,
         text_column=args.text_column,
         columns=args.columns.split(",") if args.columns else None,
@@ -83,7 +98,9 @@ def _annotate(args) -> int:
         result.save_to_disk(args.out)
         logger.info("Saved to %s", args.out)
     if args.push_to_hub:
-        url = result.push_to_hub(args.push_to_hub, private=not args.public)
+        url = result.push_to_hub(args.push_to_hub, private=not args.public, include_text=args.include_text,
+                                 aggregates_only=args.aggregates_only,
+                                 sensitive_columns=args.sensitive_columns.split(",") if args.sensitive_columns else ())
         logger.info("Pushed to %s", url)
     print(_top_of_tree(result))
     return 0

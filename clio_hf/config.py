@@ -82,6 +82,28 @@ class HierarchyConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Clio's gates on every hierarchy node (`apply_privacy_gates`): a node failing any of them is withheld on push."""
+
+    min_rows: int = 5
+    """Rows a node needs to be published."""
+    min_users: int = 3
+    """Distinct users a node needs, counted when the run has a user column (`user_column=`, `--user-column`)."""
+    audit: bool = True
+    """Ask the LLM to rate every node's name and summary for privacy (1: one person ... 5: fully general)."""
+    min_privacy_score: int = 3
+    """Lowest auditor rating that is published; 3 means "a group of thousands of people"."""
+    audit_retries: int = 2
+    """Re-samples of an unparseable rating on backends that cannot constrain decoding; then the node is withheld."""
+    audit_max_new_tokens: int = 4
+
+    def __post_init__(self):
+        if self.min_rows < 1 or self.min_users < 1 or not 1 <= self.min_privacy_score <= 5 or self.audit_retries < 0:
+            raise ValueError(f"PrivacyConfig: min_rows and min_users must be >= 1, min_privacy_score 1-5 and "
+                             f"audit_retries >= 0; got {self}.")
+
+
+@dataclass(frozen=True)
 class ClioConfig:
     """Everything `annotate` needs besides the data, the facets and the models."""
 
@@ -90,6 +112,7 @@ class ClioConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,5 +125,6 @@ class ClioConfig:
             "embed": EmbedConfig,
             "cluster": ClusterConfig,
             "hierarchy": HierarchyConfig,
+            "privacy": PrivacyConfig,
         }
         return cls(**{name: kind(**data.get(name, {})) for name, kind in parts.items()})

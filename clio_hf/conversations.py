@@ -150,6 +150,11 @@ def to_conversations(
     return result
 
 
+def source_columns(ds, conversation_column=None, text_column=None, columns=None) -> list[str]:
+    """The input columns `to_conversations` reads the conversation from: raw text that a push leaves out."""
+    return list(_detect_source(ds, conversation_column, text_column, columns)[1])
+
+
 def _detect_source(ds, conversation_column, text_column, columns) -> tuple[str, tuple[str, ...]]:
     """(`messages` | `text` | `columns`, the column names) for the override given, or detected by name."""
     given = {"conversation_column": conversation_column, "text_column": text_column, "columns": columns}

@@ -10,6 +10,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -20,12 +21,13 @@ from . import __version__
 from . import columns as C
 from .cluster import cluster_facets
 from .config import ClioConfig
-from .conversations import to_conversations
+from .conversations import source_columns, to_conversations
 from .embed import Embedder, embed_facets, load_embedder
 from .extract import extract_facets
 from .facets import MAIN_FACETS, Facet, resolve_facets
 from .hierarchy import build_hierarchy
 from .llm import LLM, load_llm
+from .privacy import AUDIT_PROMPT_VERSION, apply_privacy_gates, withheld_counts
 from .prompts import PROMPT_VERSION
 from .result import FORMAT_VERSION, ClioResult
 from .sources import load_source
@@ -52,6 +54,7 @@ def annotate(
     text_column: str | None = None,
     columns: Sequence[str] | None = None,
     column_prefix: str = "",
+    user_column: str | None = None,
     stream: bool = False,
     cache_dir: str | os.PathLike | None = None,
 ) -> ClioResult:
@@ -67,6 +70,8 @@ def annotate(
         config: every size, budget, seed and threshold.
         conversation_column, text_column, columns: where the conversation is, when it is not detected.
         column_prefix: prefix for every added column, for inputs that already use clio_hf's names.
+        user_column: an input column naming each row's user or account; every node then also needs
+            `config.privacy.min_users` distinct users to be published.
         cache_dir: where finished work is kept so that a rerun resumes (default `$CLIO_HF_CACHE` or
             `~/.cache/clio_hf`).
 
@@ -85,6 +90,9 @@ def annotate(
     with _timed(timings, "load"):
         raw = _materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed, stream=stream))
         C.check_no_collisions(raw.column_names, facets, column_prefix)
+        if user_column is not None and user_column not in raw.column_names:
+            raise ValueError(f"user_column={user_column!r} is not a column of the input. Available columns: {raw.column_names}.")
+        text_columns = source_columns(raw, conversation_column, text_column, columns)
     needs_llm = any(f.method == "llm" for f in facets) or any(f.clustered for f in facets)
     with _timed(timings, "load_models"):
         llm = load_llm(llm) if needs_llm else None
@@ -113,13 +121,25 @@ def annotate(
 
     with _timed(timings, "build_hierarchy"):
         # Everything the tree depends on is a function of these, so they key its cache.
+        tree_config = [config.conversation, config.facets, config.embed, config.cluster, config.hierarchy]
         tree_key = Hasher.hash([conversations._fingerprint, [f.to_dict() for f in facets], llm.model_id if llm else None,
-                                embedder.model_id if embedder else None, PROMPT_VERSION, config, column_prefix])
+                                embedder.model_id if embedder else None, PROMPT_VERSION, tree_config, column_prefix])
         hierarchy = _materialise(
             workdir / f"hierarchy-{tree_key}",
             lambda: build_hierarchy(data, llm, embedder, facets=facets, config=config.hierarchy, column_prefix=column_prefix),
         )
 
+    with _timed(timings, "privacy"):
+        audit = config.privacy.audit and len(hierarchy) > 0
+        usage_before = dict(getattr(llm, "usage", None) or {})
+        gates_key = Hasher.hash([tree_key, config.privacy, user_column, llm.model_id if llm and audit else None, AUDIT_PROMPT_VERSION])
+        hierarchy = _materialise(
+            workdir / f"privacy-{gates_key}",
+            lambda: apply_privacy_gates(hierarchy, data, llm if audit else None, config=replace(config.privacy, audit=audit),
+                                        user_column=user_column, column_prefix=column_prefix),
+        )
+
+    audit_usage = {k: v - usage_before.get(k, 0) for k, v in (getattr(llm, "usage", None) or {}).items()}
     info = {
         "format_version": FORMAT_VERSION,
         "clio_hf_version": __version__,
@@ -136,6 +156,8 @@ def annotate(
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "parse_failures": {f.column: sum(v is None for v in unique[C.facet_column(f, column_prefix)]) for f in facets},
         "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
+        "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
+                    "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     logger.info("annotate: done in %.1f s (%s)", sum(timings.values()), ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))

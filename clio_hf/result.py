@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +42,9 @@ MAX_SHARD_BYTES = 500 * 2**20
 SHARD_GLOB = "train-*"
 _SHARD_RE = re.compile(r"train-\d{5}-of-\d{5}\.parquet")
 TOP_NODES, TOP_CHILDREN = 15, 8  # how much of each tree the card shows
+# Raw text a push leaves out when the run record does not say which columns held it (results made before it did).
+_LIKELY_TEXT_COLUMNS = ("messages", "conversations", "text", "prompt", "content", "markdown", "instruction", "question",
+                        "query", "input")
 
 
 @dataclass
@@ -111,25 +115,61 @@ class ClioResult:
         hierarchy = _load_config(source, "hierarchy", load_kwargs)
         return cls(data=data, hierarchy=hierarchy, info=info)
 
-    def push_to_hub(
-        self, repo_id: str, *, private: bool = True, token: str | None = None, commit_message: str | None = None
-    ) -> str:
-        """Create the dataset repo if needed and upload the result folder in one commit; returns the commit URL.
+    def for_publishing(
+        self, *, include_text: bool = False, aggregates_only: bool = False, sensitive_columns: Sequence[str] = ()
+    ) -> ClioResult:
+        """What `push_to_hub` publishes: the nodes that passed the privacy gates, and rows without raw text.
 
-        Unchanged files are skipped by their hash, so re-pushing the same result makes no commit, and a push that
-        failed midway can simply be run again. `private` only applies when the repo is created.
+        Withheld nodes leave with their subtree; rows under them get `<facet>_cluster = -1` and a null facet value and
+        embedding. Unless `include_text`, the `conversation` column, the source's text columns and the user column are
+        left out; `sensitive_columns` always are. `aggregates_only` keeps no rows at all. The run record notes it all.
+
+        Raises:
+            ValueError: if every top-level node is withheld (naming the gates and counts), or a sensitive column is
+                not a column.
+        """
+        from .config import PrivacyConfig
+        from .privacy import published_hierarchy, with_decisions, withheld_counts, withhold_rows
+
+        missing = [c for c in sensitive_columns if c not in self.data.column_names]
+        if missing:
+            raise ValueError(f"sensitive_columns names missing column(s) {missing}. Available columns: {self.data.column_names}.")
+        privacy = self.info.get("privacy") or {}
+        config = PrivacyConfig(**((self.info.get("config") or {}).get("privacy") or {}))
+        gated = with_decisions(self.hierarchy, config=config)
+        hierarchy = published_hierarchy(gated)
+        text = [self.info.get("column_prefix", "") + "conversation", *privacy.get("text_columns", _LIKELY_TEXT_COLUMNS)]
+        if privacy.get("user_column"):
+            text.append(privacy["user_column"])
+        left_out = [c for c in dict.fromkeys([*([] if include_text else text), *sensitive_columns]) if c in self.data.column_names]
+        data = self.data.remove_columns(left_out)
+        data = data.select([]) if aggregates_only else withhold_rows(data, gated, column_prefix=self.info.get("column_prefix", ""))
+        info = dict(self.info, published={"include_text": include_text, "aggregates_only": aggregates_only,
+                                          "left_out_columns": left_out, "withheld_nodes": withheld_counts(gated)})
+        return ClioResult(data=data, hierarchy=hierarchy, info=info)
+
+    def push_to_hub(
+        self, repo_id: str, *, private: bool = True, token: str | None = None, commit_message: str | None = None,
+        include_text: bool = False, aggregates_only: bool = False, sensitive_columns: Sequence[str] = (),
+    ) -> str:
+        """Create the dataset repo if needed and upload `for_publishing(...)` in one commit; returns the commit URL.
+
+        Private by default: withheld nodes and raw text stay local (see `for_publishing`). Unchanged files are skipped
+        by their hash, so re-pushing the same result makes no commit, and a push that failed midway can simply be run
+        again. `private` only applies when the repo is created.
         """
         from huggingface_hub import HfApi
 
+        public = self.for_publishing(include_text=include_text, aggregates_only=aggregates_only, sensitive_columns=sensitive_columns)
         api = HfApi(token=token)
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="clio-push-") as tmp:
-            _write_folder(self, Path(tmp))
+            _write_folder(public, Path(tmp))
             commit = api.upload_folder(
                 repo_id=repo_id,
                 repo_type="dataset",
                 folder_path=tmp,
-                commit_message=commit_message or f"Upload clio_hf result ({len(self.data)} rows)",
+                commit_message=commit_message or f"Upload clio_hf result ({len(public.data)} rows)",
                 delete_patterns=[f"{sub}/{SHARD_GLOB}" for sub in CONFIG_DIRS.values()],
             )
         logger.info("Pushed to %s", commit.commit_url)
@@ -272,6 +312,13 @@ def _run_record(info: dict) -> str:
             # sorted: the JSON file sorts its keys, so a reloaded result must render the same card
             rows = [[k, f"{v:.2f}" if isinstance(v, float) else v] for k, v in sorted(info[key].items())]
             out += [f"### {title}\n", _table(["", unit], rows)]
+    published = info.get("published")
+    if published:
+        rows = [["raw text included", published.get("include_text")], ["aggregates only", published.get("aggregates_only")],
+                ["columns left out", ", ".join(published.get("left_out_columns") or []) or "none"]]
+        rows += [[f"{facet} nodes withheld", ", ".join(f"{k} {v}" for k, v in c.items())]
+                 for facet, c in sorted((published.get("withheld_nodes") or {}).items())]
+        out += ["### Privacy\n", _table(["", "value"], rows)]
     if facets and all(isinstance(f, dict) for f in facets):
         out += ["### Facets\n", _table(["name", "question", "numeric"],
                                       [[f.get("name"), f.get("question"), f.get("numeric")] for f in facets])]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from clio_hf.result import ClioResult
 from hub_fixtures import hub_env, hub_server, run_hub_client  # noqa: F401  (fixtures are found by name)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,18 +38,21 @@ def same_rows(got, want, what):
 ROUND_TRIP = SAME + """
 import json, sys, datasets
 from clio_hf.result import ClioResult
-folder, repo = sys.argv[1], sys.argv[2]
+folder, repo, public_folder = sys.argv[1], sys.argv[2], sys.argv[3]
 local = ClioResult.load(folder)
-first = local.push_to_hub(repo)
-again = local.push_to_hub(repo)  # the same result again: no new commit
+public = local.for_publishing(include_text=True)
+public.save_to_disk(public_folder)
+first = local.push_to_hub(repo, include_text=True)
+again = local.push_to_hub(repo, include_text=True)  # the same result again: no new commit
 rows = datasets.load_dataset(repo, split="train")
 tree = datasets.load_dataset(repo, "hierarchy", split="train")
-same_rows(rows, local.data, "default")
-same_rows(tree, local.hierarchy, "hierarchy")
+same_rows(rows, public.data, "default")
+same_rows(tree, public.hierarchy, "hierarchy")
+assert 0 < len(public.hierarchy) < len(local.hierarchy) and all(public.hierarchy["published"])
 remote = ClioResult.from_hub(repo)
-same_rows(remote.data, local.data, "from_hub data")
-same_rows(remote.hierarchy, local.hierarchy, "from_hub hierarchy")
-assert remote.info == local.info
+same_rows(remote.data, public.data, "from_hub data")
+same_rows(remote.hierarchy, public.hierarchy, "from_hub hierarchy")
+assert remote.info == json.loads(json.dumps(public.info))
 print(json.dumps({"first": first, "again": again, "rows": len(rows), "nodes": len(tree),
                   "facets": sorted(set(tree["facet"]))}))
 """
@@ -58,8 +62,8 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_real_result_push_then_load_dataset(hub_server, hub_env, real_result_dir):
-    out = run_hub_client(ROUND_TRIP, hub_env, str(real_result_dir), "me/clio-run", timeout=300).stdout
+def test_real_result_push_then_load_dataset(hub_server, hub_env, real_result_dir, tmp_path):
+    out = run_hub_client(ROUND_TRIP, hub_env, str(real_result_dir), "me/clio-run", str(tmp_path / "public"), timeout=300).stdout
     got = json.loads(out.strip().splitlines()[-1])
     commits = hub_server.commits("me/clio-run")
     assert len(commits) == 2  # the repo's initial commit, then the result in one commit; the re-push made none
@@ -67,8 +71,8 @@ def test_real_result_push_then_load_dataset(hub_server, hub_env, real_result_dir
     assert got["rows"] > 0 and got["nodes"] > 0 and "request" in got["facets"]
     remote = hub_server.files("me/clio-run")
     assert remote.pop(".gitattributes")
-    # the pushed files are the saved folder's files, byte for byte (README card included)
-    assert remote == {k: v for k, v in _files(real_result_dir).items() if not k.startswith(".")}
+    # the pushed files are `for_publishing` saved to a folder, byte for byte (README card included)
+    assert remote == {k: v for k, v in _files(tmp_path / "public").items() if not k.startswith(".")}
 
 
 ROWS = [
@@ -89,9 +93,11 @@ repo, out_dir = sys.argv[1], sys.argv[2]
 rows = datasets.load_dataset(repo, split="train")
 tree = datasets.load_dataset(repo, "hierarchy", split="train") if sys.argv[3] == "tree" else None
 local = ClioResult.load(out_dir)  # the same run, saved with --out beside the push
-same_rows(rows, local.data, "default")
+public = local.for_publishing()  # what the push publishes: no raw text, withheld nodes left out
+assert "conversation" in local.data.column_names and "conversation" not in rows.column_names
+same_rows(rows, public.data, "default")
 if tree is not None:
-    same_rows(tree, local.hierarchy, "hierarchy")
+    same_rows(tree, public.hierarchy, "hierarchy")
 print(json.dumps({"ids": list(rows["id"]), "language": list(rows["language"]), "columns": rows.column_names,
                   "nodes": None if tree is None else len(tree), "info": ClioResult.load(repo).info}))
 """
@@ -139,16 +145,19 @@ sys.exit(main(sys.argv[1:]))
 
 def test_cli_annotate_push_to_hub_with_a_clustered_facet(hub_server, hub_env, tmp_path):
     source, env = _write_rows(tmp_path / "rows.jsonl"), _cli_env(hub_env, tmp_path)
+    # three rows: every node is smaller than the default 5-row gate, and the scripted LLM is no auditor
     proc = run_hub_client(CLI_WITH_FAKES, env, "annotate", str(source), "--facets", "request,language",
-                          "--out", str(tmp_path / "out"), "--push-to-hub", "me/cli-run",
+                          "--out", str(tmp_path / "out"), "--push-to-hub", "me/cli-run", "--min-rows", "1", "--no-audit",
                           "--cache-dir", str(tmp_path / "runs"), timeout=300)
     assert "request:" in proc.stdout  # the CLI prints the top of each tree
     commits = hub_server.commits("me/cli-run")
     assert len(commits) == 2 and commits[-1]["title"].startswith("Upload clio_hf result (3 rows)")
     remote = hub_server.files("me/cli-run")
-    assert remote.pop(".gitattributes") and remote == _files(tmp_path / "out")  # --out and the push agree
+    ClioResult.load(tmp_path / "out").for_publishing().save_to_disk(tmp_path / "public")
+    assert remote.pop(".gitattributes") and remote == _files(tmp_path / "public")  # --out and the push agree
     got = json.loads(run_hub_client(CHECK_PUSHED, env, "me/cli-run", str(tmp_path / "out"), "tree")
                      .stdout.strip().splitlines()[-1])
     assert got["ids"] == ["en", "fr", "de"] and got["nodes"] >= 1
-    assert {"conversation", "request", "request_cluster", "request_embedding", "language"} <= set(got["columns"])
+    assert {"request", "request_cluster", "request_embedding", "language"} <= set(got["columns"])
+    assert not {"conversation", "messages"} & set(got["columns"])
     assert got["info"]["llm"] == "scripted-llm"

@@ -118,6 +118,14 @@ def saved(original, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def published(original, tmp_path_factory) -> Path:
+    """What a default push publishes (`for_publishing`: no raw text, node 3 of size 4 withheld), in the same layout."""
+    path = tmp_path_factory.mktemp("published")
+    original.for_publishing().save_to_disk(path)
+    return path
+
+
 # ---- local folder ------------------------------------------------------------------------------------------------
 def test_layout(saved):
     assert sorted(files_of(saved)) == [
@@ -253,16 +261,17 @@ for step in sys.argv[2:] or ["same"]:
         print("failed", type(err).__name__, err)
     if step == "empty-hierarchy":
         loaded = r.ClioResult.load(sys.argv[1])
-        assert len(loaded.hierarchy) == 0 and loaded.hierarchy.features == result.hierarchy.features
-        assert loaded.data.to_dict() == result.data.to_dict()
+        public = result.for_publishing()
+        assert len(loaded.hierarchy) == 0 and loaded.hierarchy.features == public.hierarchy.features
+        assert loaded.data.to_dict() == public.data.to_dict()
         print("empty-ok")
 """
 
 LOAD = """
-import sys, datasets
+import json, sys, datasets
 from clio_hf.result import ClioResult
 from test_result import make_result, INFO_JSON
-repo, want = sys.argv[1], make_result()
+repo, want = sys.argv[1], make_result().for_publishing()
 rows = datasets.load_dataset(repo, split="train")
 tree = datasets.load_dataset(repo, "hierarchy", split="train")
 res = ClioResult.load(repo)
@@ -272,7 +281,8 @@ for got in (rows, res.data):
 for got in (tree, res.hierarchy):
     assert got.features == want.hierarchy.features, got.features
     assert got.to_list() == want.hierarchy.to_list()
-assert res.info == INFO_JSON, res.info
+assert res.info == json.loads(json.dumps(want.info)), res.info
+assert "conversation" not in rows.column_names and 3 not in tree["node_id"] and set(rows["request_cluster"]) == {-1, 0, 1, 2}
 print("ok")
 """
 
@@ -281,13 +291,13 @@ def pushed(out: str) -> list[str]:
     return [line.split(" ", 1)[1] for line in out.splitlines() if line.startswith(("same ", "changed ", "small-"))]
 
 
-def test_push_then_load_from_the_hub(hub_server, hub_env, saved):
+def test_push_then_load_from_the_hub(hub_server, hub_env, published):
     out = run_hub_client(PUSH, hub_env, "user/clio-run").stdout
     commits = hub_server.commits("user/clio-run")
     assert len(commits) == 2  # the repo's initial commit, then the whole result in one commit
     assert pushed(out) == [f"{hub_server.url}/datasets/user/clio-run/commit/{commits[-1]['oid']}"]
     remote = hub_server.files("user/clio-run")
-    assert remote.pop(".gitattributes") and remote == files_of(saved)  # the Hub layout is the local layout
+    assert remote.pop(".gitattributes") and remote == files_of(published)  # the Hub layout is the local layout
     assert run_hub_client(LOAD, hub_env, "user/clio-run").stdout.strip() == "ok"
 
 
@@ -308,13 +318,13 @@ def test_repush_with_fewer_shards_deletes_stale_ones(hub_server, hub_env):
     assert [p for p in second["files"] if p.startswith("data/")] == ["data/train-00000-of-00001.parquet"]
 
 
-def test_failed_push_raises_and_a_retry_succeeds(hub_server, hub_env, saved):
+def test_failed_push_raises_and_a_retry_succeeds(hub_server, hub_env, published):
     hub_server.fail_next_commits(1)
     out = run_hub_client(PUSH, hub_env, "user/retry", "may-fail", "same").stdout
     assert "failed HfHubHTTPError" in out and "injected commit failure" in out and len(pushed(out)) == 1
     assert len(hub_server.commits("user/retry")) == 2  # initial + the retry: the failed push left nothing behind
     remote = hub_server.files("user/retry")
-    assert remote.pop(".gitattributes") and remote == files_of(saved)
+    assert remote.pop(".gitattributes") and remote == files_of(published)
 
 
 def test_empty_hierarchy_from_the_hub(hub_env):

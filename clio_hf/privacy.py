@@ -1,0 +1,265 @@
+"""Stage 6: `apply_privacy_gates` decides which hierarchy nodes may be published, after the Clio paper.
+
+A node is published only if it passes every gate and so does every ancestor (a withheld node takes its subtree with
+it):
+- **rows**: at least `min_rows` rows under it;
+- **users**: at least `min_users` distinct users under it, when the run names a user column (null ids never count,
+  since nothing shows that two of them are different people);
+- **audit**: an LLM rating of its name and summary of at least `min_privacy_score` on a 1-5 scale, the digit chosen
+  greedily among "1".."5". Backends that cannot constrain decoding answer in text, which is parsed and re-sampled at
+  most `audit_retries` times; a node still unrated is withheld (the gate fails closed).
+
+The local result keeps every node and records the decision (`published`, `withheld_by`, `withheld_size`); the push
+(`ClioResult.push_to_hub`) drops what is withheld, with the helpers at the end of this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import zlib
+from collections import Counter
+from collections.abc import Sequence
+
+import datasets
+from tqdm.auto import tqdm
+
+from . import columns as C
+from .config import PrivacyConfig
+from .llm import LLM, ChatPrompt
+
+logger = logging.getLogger(__name__)
+
+AUDIT_PROMPT_VERSION = "1"
+RATINGS = ("1", "2", "3", "4", "5")
+GATES = ("rows", "users", "audit")
+NUM_USERS, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE = (
+    "num_users", "privacy_score", "published", "withheld_by", "withheld_size")
+_AUDIT_BATCH = 64
+
+# Our own wording of the rubric of the Clio paper's privacy auditor (appendix), for one node of the tree.
+AUDIT_SYSTEM = (
+    "You review short descriptions of groups of conversations before they are published. You rate how much a "
+    "description could reveal about a particular person. Answer with one digit."
+)
+AUDIT_RUBRIC = """Rate the privacy of this description from 1 to 5:
+1 = it identifies a particular person, or gives personal details such as a name, an email address, a phone number, a
+home address or an account number
+2 = it points at a very small group or at one person's unusual situation (a named small company, a specific family,
+a particular patient or employee)
+3 = it describes something that thousands of people do, without pointing at anyone
+4 = it is a common topic shared by very many people
+5 = it is completely general and says nothing about anyone"""
+
+
+def audit_prompt(name: str, summary: str) -> ChatPrompt:
+    text = f"{AUDIT_RUBRIC}\n\n<description>\nName: {name}\nSummary: {summary}\n</description>\n\nRating (1-5):"
+    return [{"role": "system", "content": AUDIT_SYSTEM}, {"role": "user", "content": text},
+            {"role": "assistant", "content": "Rating: "}]
+
+
+def parse_rating(text: str) -> int | None:
+    """The rating a free-text answer starts with, or None (e.g. "4", " 2.", "3 - general"; not "10" or "high")."""
+    match = re.match(r"\s*\**([1-5])(?!\d|\.\d)", text or "")
+    return int(match.group(1)) if match else None
+
+
+def apply_privacy_gates(
+    hierarchy: datasets.Dataset,
+    data: datasets.Dataset,
+    llm: LLM | None,
+    *,
+    config: PrivacyConfig = PrivacyConfig(),
+    user_column: str | None = None,
+    column_prefix: str = "",
+) -> datasets.Dataset:
+    """The hierarchy with `num_users` (with a user column), `privacy_score` (with the audit), `published`,
+    `withheld_by` and `withheld_size` added; every other column is unchanged.
+
+    Args:
+        hierarchy: the companion dataset (see `build_hierarchy`).
+        data: the rows, with `<facet>_cluster` columns and the user column.
+        llm: the auditor; may be None when `config.audit` is False.
+        config: thresholds and the audit switch.
+        user_column: an input column identifying the user or account of each row.
+
+    Example:
+        >>> tree = apply_privacy_gates(result.hierarchy, result.data, llm, user_column="user_id")
+        >>> tree.filter(lambda n: not n["published"])["withheld_by"]
+        ['rows', 'users,audit', 'parent']
+    """
+    if user_column is not None:
+        hierarchy = count_users(hierarchy, data, user_column=user_column, column_prefix=column_prefix)
+    if config.audit:
+        if llm is None:
+            raise ValueError("apply_privacy_gates: the privacy audit needs an LLM; pass llm= or PrivacyConfig(audit=False).")
+        hierarchy = audit_privacy(hierarchy, llm, config=config)
+    return mark_published(hierarchy, config=config)
+
+
+def count_users(hierarchy: datasets.Dataset, data: datasets.Dataset, *, user_column: str, column_prefix: str = "") -> datasets.Dataset:
+    """Add `num_users`: the distinct non-null values of `user_column` among the rows under each node."""
+    facets = sorted(set(hierarchy["facet"]))
+    C.require_columns(data, [user_column, *(f"{column_prefix}{f}_cluster" for f in facets)], "count_users")
+    users = data[user_column]
+    nodes = hierarchy.select_columns(["facet", "node_id", "level", "parent_id"]).to_list()
+    under: dict[tuple[str, int], set] = {(n["facet"], n["node_id"]): set() for n in nodes}
+    for facet in facets:
+        for cluster, user in zip(data[f"{column_prefix}{facet}_cluster"], users):
+            if cluster is not None and cluster >= 0 and user is not None and (facet, cluster) in under:
+                under[(facet, cluster)].add(user if isinstance(user, (str, int, float, bool)) else repr(user))
+    for node in sorted(nodes, key=lambda n: n["level"]):  # children before parents
+        if node["parent_id"] is not None:
+            under[(node["facet"], node["parent_id"])] |= under[(node["facet"], node["node_id"])]
+    counts = [len(under[(n["facet"], n["node_id"])]) for n in nodes]
+    return _replace_column(hierarchy, NUM_USERS, counts, datasets.Value("int64"))
+
+
+def audit_privacy(hierarchy: datasets.Dataset, llm: LLM, *, config: PrivacyConfig = PrivacyConfig()) -> datasets.Dataset:
+    """Add `privacy_score`: the LLM's 1-5 rating of each node's name and summary (null if it gave none)."""
+    texts = list(zip(hierarchy["name"], hierarchy["summary"]))
+    distinct = list(dict.fromkeys(texts))  # a parent of one child repeats its child: rate it once
+    chats = [audit_prompt(name or "", summary or "") for name, summary in distinct]
+    ratings: list[int | None] = []
+    for start in tqdm(range(0, len(chats), _AUDIT_BATCH), desc="Privacy audit", unit="batch", disable=not chats):
+        ratings += _rate(llm, chats[start : start + _AUDIT_BATCH], config)
+    rating_of = dict(zip(distinct, ratings))
+    scores = [rating_of[t] for t in texts]
+    unrated = sum(s is None for s in scores)
+    logger.info("audit_privacy: %d nodes (%d distinct texts) rated, %d unrated; ratings %s",
+                len(scores), len(distinct), unrated, dict(sorted(Counter(s for s in scores if s).items())))
+    return _replace_column(hierarchy, PRIVACY_SCORE, scores, datasets.Value("int64"))
+
+
+def _rate(llm: LLM, chats: Sequence[ChatPrompt], config: PrivacyConfig) -> list[int | None]:
+    """Constrained choice among the digits; backends without it answer in text, parsed with bounded retries."""
+    try:
+        picks = llm.choose(chats, list(RATINGS))
+        ratings = [p + 1 if isinstance(p, int) and 0 <= p < len(RATINGS) else None for p in picks]
+    except NotImplementedError:
+        ratings = [None] * len(chats)
+    for attempt in range(config.audit_retries + 1):
+        todo = [i for i, r in enumerate(ratings) if r is None]
+        if not todo:
+            break
+        sampled = attempt > 0
+        outputs = llm.generate(
+            [chats[i] for i in todo], max_new_tokens=config.audit_max_new_tokens, temperature=0.7 if sampled else 0.0,
+            seeds=[zlib.crc32(f"audit:{chats[i][1]['content']}:{attempt}".encode()) for i in todo] if sampled else None,
+        )
+        for i, text in zip(todo, outputs):
+            ratings[i] = parse_rating(text)
+    return ratings
+
+
+def mark_published(hierarchy: datasets.Dataset, *, config: PrivacyConfig = PrivacyConfig()) -> datasets.Dataset:
+    """Add `published`, `withheld_by` (the failed gates, comma-separated, or `parent`; null when published) and
+    `withheld_size` (the rows under a node that no published child accounts for; `size` for a withheld node).
+
+    The users gate applies when `num_users` is present and the audit gate when `privacy_score` is.
+    """
+    cols = hierarchy.column_names
+    nodes = hierarchy.select_columns([c for c in ("facet", "node_id", "level", "parent_id", "size", NUM_USERS, PRIVACY_SCORE) if c in cols]).to_list()
+    by_key = {(n["facet"], n["node_id"]): n for n in nodes}
+    for node in sorted(nodes, key=lambda n: -n["level"]):  # parents before children
+        failed = [gate for gate, ok in (
+            ("rows", node["size"] >= config.min_rows),
+            ("users", NUM_USERS not in node or node[NUM_USERS] >= config.min_users),
+            ("audit", PRIVACY_SCORE not in node or (node[PRIVACY_SCORE] or 0) >= config.min_privacy_score),
+        ) if not ok]
+        parent = by_key.get((node["facet"], node["parent_id"])) if node["parent_id"] is not None else None
+        if not failed and parent is not None and not parent["published"]:
+            failed = ["parent"]
+        node["published"], node["withheld_by"] = not failed, ",".join(failed) or None
+    published_below = Counter()
+    for node in nodes:
+        if node["published"] and node["parent_id"] is not None:
+            published_below[(node["facet"], node["parent_id"])] += node["size"]
+    withheld = [(n["size"] - published_below[(n["facet"], n["node_id"])] if n["level"] > 0 else 0) if n["published"] else n["size"]
+                for n in nodes]
+    hierarchy = _replace_column(hierarchy, PUBLISHED, [n["published"] for n in nodes], datasets.Value("bool"))
+    hierarchy = _replace_column(hierarchy, WITHHELD_BY, [n["withheld_by"] for n in nodes], datasets.Value("string"))
+    return _replace_column(hierarchy, WITHHELD_SIZE, withheld, datasets.Value("int64"))
+
+
+def withheld_counts(hierarchy: datasets.Dataset) -> dict[str, dict[str, int]]:
+    """Per facet, how many nodes each gate withheld (a node failing two gates counts for both) and in total."""
+    if PUBLISHED not in hierarchy.column_names:
+        return {}
+    out: dict[str, Counter] = {}
+    for facet, reasons in zip(hierarchy["facet"], hierarchy[WITHHELD_BY]):
+        counter = out.setdefault(facet, Counter())
+        for gate in (reasons or "").split(","):
+            if gate:
+                counter[gate] += 1
+        counter["total"] += bool(reasons)
+    return {facet: dict(sorted(c.items())) for facet, c in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------------- publishing
+def with_decisions(hierarchy: datasets.Dataset, *, config: PrivacyConfig = PrivacyConfig()) -> datasets.Dataset:
+    """The hierarchy as gated at annotate time; a result made before the gates existed is gated on its sizes alone."""
+    if PUBLISHED in hierarchy.column_names:
+        return hierarchy
+    logger.warning("This result has no privacy decisions (made before clio_hf had them): applying the row threshold "
+                   "(min_rows=%d) only", config.min_rows)
+    return mark_published(hierarchy, config=config)
+
+
+def published_hierarchy(hierarchy: datasets.Dataset) -> datasets.Dataset:
+    """The published nodes of a gated hierarchy (see `with_decisions`). Their summaries are scrubbed of withheld
+    nodes' names, since a parent's fallback summary lists its children's names.
+
+    Raises:
+        ValueError: when every top node would be withheld; the message names the gates and counts the nodes.
+    """
+    tops = [p for p, parent in zip(hierarchy[PUBLISHED], hierarchy["parent_id"]) if parent is None]
+    if tops and not any(tops):
+        counts = withheld_counts(hierarchy)
+        sizes = Counter(hierarchy["facet"])
+        detail = "; ".join(f"{facet}: {c['total']} of {sizes[facet]} nodes withheld, "
+                           + ", ".join(f"{n} by {gate}" for gate, n in c.items() if gate != "total")
+                           for facet, c in counts.items())
+        raise ValueError(
+            f"The privacy gates withhold all {len(tops)} top-level nodes, so there is nothing to publish ({detail}). "
+            "Annotate more rows, audit with a larger LLM, or relax the gates (PrivacyConfig min_rows / min_users / "
+            "min_privacy_score / audit; CLI --min-rows / --min-users / --min-privacy-score / --no-audit)."
+        )
+    withheld_names = set(hierarchy.filter(lambda p: not p, input_columns=PUBLISHED)["name"])
+    published = hierarchy.filter(lambda p: p, input_columns=PUBLISHED)
+    withheld_names -= set(published["name"])
+    if not withheld_names:
+        return published
+    pattern = re.compile("|".join(re.escape(n) for n in sorted(withheld_names, key=len, reverse=True) if n), re.I)
+    return published.map(lambda s: {"summary": pattern.sub("(withheld)", s) if s else s}, input_columns="summary",
+                         desc="Scrubbing summaries")
+
+
+def withhold_rows(data: datasets.Dataset, hierarchy: datasets.Dataset, *, column_prefix: str = "") -> datasets.Dataset:
+    """Rows under a withheld base cluster of a gated hierarchy get `<facet>_cluster = -1` and a null facet value and
+    embedding, since the value is what the withheld node described."""
+    withheld: dict[str, set[int]] = {}
+    for facet, node, level, published in zip(hierarchy["facet"], hierarchy["node_id"], hierarchy["level"], hierarchy[PUBLISHED]):
+        if level == 0 and not published:
+            withheld.setdefault(facet, set()).add(node)
+    facets = [f for f in withheld if f"{column_prefix}{f}_cluster" in data.column_names]
+    if not facets:
+        return data
+
+    def hide(batch):
+        for facet in facets:
+            cluster = f"{column_prefix}{facet}_cluster"
+            hidden = [c in withheld[facet] for c in batch[cluster]]
+            batch[cluster] = [-1 if h else c for h, c in zip(hidden, batch[cluster])]
+            for col in (f"{column_prefix}{facet}", f"{column_prefix}{facet}_embedding"):
+                if col in batch:
+                    batch[col] = [None if h else v for h, v in zip(hidden, batch[col])]
+        return batch
+
+    return data.map(hide, batched=True, desc="Withholding rows", features=data.features)
+
+
+def _replace_column(ds: datasets.Dataset, name: str, values: list, feature) -> datasets.Dataset:
+    if name in ds.column_names:
+        ds = ds.remove_columns(name)
+    return ds.add_column(name, values, feature=feature)

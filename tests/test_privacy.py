@@ -1,0 +1,327 @@
+"""Privacy gates: thresholds, the auditor, and what a push publishes (decoded from the pushed files themselves)."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+
+import clio_hf
+from clio_hf.config import PrivacyConfig
+from clio_hf.privacy import (
+    apply_privacy_gates, audit_privacy, count_users, mark_published, parse_rating, published_hierarchy, withhold_rows,
+)
+from clio_hf.result import ClioResult
+from fakes import HashEmbedder, ScriptedLLM
+from hub_fixtures import hub_env, hub_server, run_hub_client  # noqa: F401  (fixtures are found by name)
+
+# (node_id, level, parent_id, name, size); 5 = 0+1, 6 = 2+3, 7 = 4 alone
+NODES = [
+    (0, 0, 5, "Debugging Python code", 6), (1, 0, 5, "Tiny cluster of three rows", 4), (2, 0, 6, "Few users cluster", 5),
+    (3, 0, 6, "Cooking dinner recipes", 7), (4, 0, 7, "Plans for Jane Roe at jane@example.com", 5),
+    (5, 1, None, "Programming help", 10), (6, 1, None, "Everyday life", 12), (7, 1, None, "Plans for Jane Roe at jane@example.com", 5),
+]
+# users per base cluster, row by row (None: unknown)
+USERS = {0: ["a", "b", "c", "a", "b", None], 1: ["a", "b", "c", "d"], 2: ["a", "a", "b", "b", None], 3: list("abcdefg"),
+         4: ["x", "y", "z", "x", "y"]}
+
+
+def make_tree() -> datasets.Dataset:
+    return datasets.Dataset.from_dict({
+        "facet": ["request"] * len(NODES), "node_id": [n[0] for n in NODES], "level": [n[1] for n in NODES],
+        "parent_id": [n[2] for n in NODES], "name": [n[3] for n in NODES],
+        "summary": [f"Covers {n[3].lower()}." for n in NODES[:5]]
+        + ["Covers 2 groups, such as: Debugging Python code; Tiny cluster of three rows.",
+           "Covers 2 groups, such as: Cooking dinner recipes; Few users cluster.",
+           "Covers plans for jane roe at jane@example.com."],
+        "name_source": ["llm"] * len(NODES), "size": [n[4] for n in NODES],
+    }, features=clio_hf.columns.HIERARCHY_FEATURES)
+
+
+def make_data() -> datasets.Dataset:
+    clusters = [c for c, users in USERS.items() for _ in users]
+    return datasets.Dataset.from_dict({
+        "user_id": [u for users in USERS.values() for u in users],
+        "messages": [[{"role": "user", "content": f"secret text {i}"}] for i in range(len(clusters))],
+        "conversation": [[{"role": "user", "content": f"secret text {i}"}] for i in range(len(clusters))],
+        "request": [f"The user's overall request for the assistant is to do thing {c}" for c in clusters],
+        "request_cluster": clusters,
+    })
+
+
+def by_id(tree: datasets.Dataset) -> dict[int, dict]:
+    return {n["node_id"]: n for n in tree}
+
+
+def check_sizes(tree: datasets.Dataset):
+    """Every published parent: its published children's sizes plus `withheld_size` make up its `size`."""
+    nodes = by_id(tree)
+    for node in nodes.values():
+        kids = [k for k in nodes.values() if k["parent_id"] == node["node_id"] and k["published"]]
+        if node["published"] and node["level"] > 0:
+            assert sum(k["size"] for k in kids) + node["withheld_size"] == node["size"], node
+        else:
+            assert node["withheld_size"] == (0 if node["published"] else node["size"])
+
+
+# ---- thresholds -------------------------------------------------------------------------------------------------
+def test_row_threshold_without_a_user_column():
+    tree = mark_published(make_tree(), config=PrivacyConfig(min_rows=5))
+    nodes = by_id(tree)
+    assert "num_users" not in tree.column_names
+    assert [n for n in nodes if not nodes[n]["published"]] == [1]
+    assert nodes[1]["withheld_by"] == "rows" and nodes[0]["withheld_by"] is None
+    assert nodes[5]["withheld_size"] == 4 and nodes[6]["withheld_size"] == 0 and nodes[0]["withheld_size"] == 0
+    check_sizes(tree)
+    stricter = mark_published(make_tree(), config=PrivacyConfig(min_rows=6))
+    assert [n["node_id"] for n in stricter if not n["published"]] == [1, 2, 4, 7]
+
+
+def test_user_threshold_counts_distinct_users_and_ignores_nulls():
+    tree = count_users(make_tree(), make_data(), user_column="user_id")
+    assert [by_id(tree)[i]["num_users"] for i in range(8)] == [3, 4, 2, 7, 3, 4, 7, 3]
+    tree = mark_published(tree, config=PrivacyConfig(min_rows=5, min_users=3))
+    nodes = by_id(tree)
+    assert {i: n["withheld_by"] for i, n in nodes.items() if not n["published"]} == {1: "rows", 2: "users"}
+    assert nodes[6]["withheld_size"] == 5
+    check_sizes(tree)
+    with pytest.raises(ValueError, match=r"\['account'\]"):
+        count_users(make_tree(), make_data(), user_column="account")
+
+
+def test_a_withheld_parent_takes_its_subtree():
+    tree = make_tree().add_column("privacy_score", [5, 5, 5, 5, 1, 5, 2, 1])
+    tree = mark_published(tree, config=PrivacyConfig(min_rows=5, min_privacy_score=3))
+    nodes = by_id(tree)
+    assert {i: n["withheld_by"] for i, n in nodes.items() if not n["published"]} == {
+        1: "rows", 2: "parent", 3: "parent", 4: "audit", 6: "audit", 7: "audit"}
+    check_sizes(tree)
+
+
+# ---- the auditor -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, rating", [("4", 4), (" 2.", 2), ("3 - general", 3), ("**5**", 5), ("10", None),
+                                          ("6", None), ("high", None), ("", None), ("1.5", None), ("0", None)])
+def test_parse_rating(text, rating):
+    assert parse_rating(text) == rating
+
+
+def _description(prompt) -> str:
+    return prompt[1]["content"].split("<description>")[1]
+
+
+def test_audit_rates_each_distinct_text_once_with_a_constrained_choice():
+    llm = ScriptedLLM(pick=lambda p, n: 0 if "@" in _description(p) else 4)
+    tree = audit_privacy(make_tree(), llm)
+    assert tree["privacy_score"] == [5, 5, 5, 5, 1, 5, 5, 1]
+    assert len(llm.prompts) == 7  # node 7 repeats node 4's name but not its summary; the rest are distinct
+    again = ScriptedLLM(pick=lambda p, n: 2)
+    audit_privacy(make_tree().select([4, 4, 4]), again)
+    assert len(again.prompts) == 1
+
+
+class TextOnlyLLM(ScriptedLLM):
+    """A backend that cannot constrain decoding: `choose` is not available."""
+
+    def choose(self, prompts, options):
+        raise NotImplementedError
+
+
+def test_audit_parses_text_with_bounded_retries_and_fails_closed():
+    answers = iter(["I think", "maybe four", " 4"])
+    llm = TextOnlyLLM(reply=lambda p: next(answers))
+    tree = audit_privacy(make_tree().select([0]), llm, config=PrivacyConfig(audit_retries=2))
+    assert tree["privacy_score"] == [4] and len(llm.prompts) == 3
+
+    never = TextOnlyLLM(reply=lambda p: "no idea")
+    tree = audit_privacy(make_tree().select([0, 3]), never, config=PrivacyConfig(audit_retries=2))
+    assert tree["privacy_score"] == [None, None] and len(never.prompts) == 2 * 3  # 1 try + 2 retries each
+    tree = mark_published(tree)
+    assert tree["published"] == [False, False] and tree["withheld_by"] == ["audit", "audit"]
+
+
+def test_apply_privacy_gates_needs_an_llm_for_the_audit():
+    with pytest.raises(ValueError, match="audit=False"):
+        apply_privacy_gates(make_tree(), make_data(), None)
+    tree = apply_privacy_gates(make_tree(), make_data(), None, config=PrivacyConfig(audit=False), user_column="user_id")
+    assert {"num_users", "published", "withheld_by", "withheld_size"} <= set(tree.column_names)
+    assert "privacy_score" not in tree.column_names
+
+
+# ---- what a push publishes ---------------------------------------------------------------------------------------
+def gated_result() -> ClioResult:
+    llm = ScriptedLLM(pick=lambda p, n: 0 if "@" in _description(p) else 4)
+    tree = apply_privacy_gates(make_tree(), make_data(), llm, user_column="user_id")
+    info = {"column_prefix": "", "privacy": {"user_column": "user_id", "text_columns": ["messages"]},
+            "config": {"privacy": {"min_rows": 5, "min_users": 3}}}
+    return ClioResult(data=make_data(), hierarchy=tree, info=info)
+
+
+WITHHELD_NAMES = ["Tiny cluster of three rows", "Few users cluster", "Plans for Jane Roe at jane@example.com"]
+
+
+def test_for_publishing_drops_withheld_nodes_and_raw_text():
+    result = gated_result()
+    assert sorted(n for n, p in zip(result.hierarchy["node_id"], result.hierarchy["published"]) if not p) == [1, 2, 4, 7]
+    public = result.for_publishing()
+    assert public.hierarchy["node_id"] == [0, 3, 5, 6]
+    check_sizes(public.hierarchy)
+    assert "Tiny cluster" not in " ".join(public.hierarchy["summary"])  # the parent's summary is scrubbed
+    assert set(public.data.column_names) == {"request", "request_cluster"}
+    assert public.data["request_cluster"] == [0] * 6 + [-1] * 9 + [3] * 7 + [-1] * 5
+    assert all((v is None) == (c == -1) for v, c in zip(public.data["request"], public.data["request_cluster"]))
+    assert public.info["published"]["left_out_columns"] == ["conversation", "messages", "user_id"]
+    assert public.info["published"]["withheld_nodes"] == {"request": {"audit": 2, "rows": 1, "total": 4, "users": 1}}
+    with_text = result.for_publishing(include_text=True, sensitive_columns=["user_id"])
+    assert set(with_text.data.column_names) == {"messages", "conversation", "request", "request_cluster"}
+    assert len(result.for_publishing(aggregates_only=True).data) == 0
+    with pytest.raises(ValueError, match=r"\['nope'\]"):
+        result.for_publishing(sensitive_columns=["nope"])
+    assert len(result.hierarchy) == 8 and "messages" in result.data.column_names  # the local result keeps everything
+
+
+def test_everything_withheld_is_a_clear_error():
+    result = gated_result()
+    result.hierarchy = mark_published(result.hierarchy, config=PrivacyConfig(min_rows=50))
+    with pytest.raises(ValueError, match=r"withhold all 3 top-level nodes.*request: 8 of 8 nodes withheld, 2 by audit, 8 by rows, 1 by users"):
+        result.for_publishing()
+    with pytest.raises(ValueError, match="min_rows"):
+        published_hierarchy(result.hierarchy)
+
+
+def test_an_old_result_without_decisions_is_gated_on_size(caplog):
+    result = ClioResult(data=make_data(), hierarchy=make_tree(), info={})
+    public = result.for_publishing()
+    assert public.hierarchy["node_id"] == [0, 2, 3, 4, 5, 6, 7] and "no privacy decisions" in caplog.text
+    assert set(public.data.column_names) == {"user_id", "request", "request_cluster"}  # detected by name
+    assert withhold_rows(make_data(), mark_published(make_tree()))["request_cluster"].count(-1) == 4
+
+
+PUSH = """
+import sys
+from test_privacy import gated_result
+print(gated_result().push_to_hub(sys.argv[1], aggregates_only=sys.argv[2] == "aggregates"))
+"""
+
+
+def _decoded_files(files: dict[str, bytes], tmp_path) -> str:
+    """Every pushed file as text: parquet decoded with pyarrow (every column of every row), the rest as UTF-8."""
+    texts = []
+    for name, blob in files.items():
+        if name.endswith(".parquet"):
+            path = tmp_path / name.replace("/", "_")
+            path.write_bytes(blob)
+            texts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
+        else:
+            texts.append(blob.decode("utf-8"))
+    return "\n".join(texts)
+
+
+@pytest.mark.parametrize("mode", ["rows", "aggregates"])
+def test_pushed_files_hold_no_withheld_name_and_no_raw_text(hub_server, hub_env, tmp_path, mode):
+    repo = f"me/privacy-{mode}"
+    run_hub_client(PUSH, hub_env, repo, mode)
+    files = hub_server.files(repo)
+    files.pop(".gitattributes")
+    assert sorted(files) == ["README.md", "clio_run.json", "data/train-00000-of-00001.parquet",
+                             "hierarchy/train-00000-of-00001.parquet"]
+    text = _decoded_files(files, tmp_path)
+    for secret in [*WITHHELD_NAMES, "secret text", "jane@example.com"]:
+        assert secret.casefold() not in text.casefold(), secret
+    assert "Programming help" in text and "Debugging Python code" in text
+    rows = pq.read_table(tmp_path / "data_train-00000-of-00001.parquet")
+    assert rows.num_rows == (0 if mode == "aggregates" else 27)
+    tree = pq.read_table(tmp_path / "hierarchy_train-00000-of-00001.parquet").to_pylist()
+    assert [n["node_id"] for n in tree] == [0, 3, 5, 6] and all(n["published"] for n in tree)
+    readme = files["README.md"].decode()
+    assert "| **Everyday life** | 12 |" in readme and "Privacy" in readme
+
+
+# ---- annotate ----------------------------------------------------------------------------------------------------
+def _rows(n: int) -> datasets.Dataset:
+    topics = ["fix my python bug", "bake bread at home", "plan a trip to rome"]
+    return datasets.Dataset.from_dict({
+        "user": ["solo" if i % 3 == 2 else f"u{i % 4}" for i in range(n)],  # one person asks about every trip
+        "messages": [[{"role": "user", "content": f"{topics[i % 3]} please ({i})"}, {"role": "assistant", "content": "ok"}]
+                     for i in range(n)],
+    })
+
+
+def test_annotate_gates_every_node_and_records_it(tmp_path):
+    llm = ScriptedLLM(reply=lambda p: " help with " + p[1]["content"].split("User: ")[-1].split(" please")[0] + "</answer>"
+                      if "User: " in p[1]["content"] else "Some group</name>\n<summary>Some summary of the group.</summary>",
+                      pick=lambda p, n: 3 if "Rating" in p[-1]["content"] else 0)
+    config = clio_hf.ClioConfig(cluster=clio_hf.ClusterConfig(rows_per_base_cluster=4))
+    result = clio_hf.annotate(_rows(24), facets="request", llm=llm, embedder=HashEmbedder(), config=config,
+                              user_column="user", cache_dir=tmp_path)
+    tree = result.hierarchy
+    assert {"num_users", "privacy_score", "published", "withheld_by", "withheld_size"} <= set(tree.column_names)
+    assert set(tree["privacy_score"]) == {4}  # every node was audited
+    assert 1 in tree["num_users"] and max(tree["num_users"]) == 5  # u0..u3 and solo
+    for node in tree:
+        failed = {gate for gate, ok in (("rows", node["size"] >= 5), ("users", node["num_users"] >= 3)) if not ok}
+        assert set((node["withheld_by"] or "").split(",")) - {""} == failed or node["withheld_by"] == "parent"
+    assert 0 < sum(tree["published"]) < len(tree)
+    check_sizes(tree)
+    privacy = result.info["privacy"]
+    assert privacy["user_column"] == "user" and privacy["text_columns"] == ["messages"]
+    assert privacy["withheld"] == clio_hf.privacy.withheld_counts(tree)
+    assert "privacy" in result.info["timings"] and result.info["config"]["privacy"]["min_rows"] == 5
+
+
+def test_missing_user_column_stops_before_any_model_runs(tmp_path):
+    llm = ScriptedLLM()
+    with pytest.raises(ValueError, match=r"user_column='account'.*\['user', 'messages'\]"):
+        clio_hf.annotate(_rows(6), facets="request", llm=llm, embedder=HashEmbedder(), user_column="account",
+                         cache_dir=tmp_path)
+    assert llm.prompts == []
+
+
+# ---- the real packaged-model result (conftest's `real_result_dir`) -----------------------------------------------
+@pytest.mark.slow
+def test_real_run_audits_every_node(real_result):
+    tree = real_result.hierarchy
+    assert all(score in (1, 2, 3, 4, 5) for score in tree["privacy_score"])  # a constrained choice: never unrated
+    assert all(p == (by is None) for p, by in zip(tree["published"], tree["withheld_by"]))
+    check_sizes(tree)
+    usage = real_result.info["privacy"]["audit_usage"]
+    assert usage["prompts"] == len(set(zip(tree["name"], tree["summary"])))
+
+
+REAL_PUSH = """
+import sys
+from clio_hf.result import ClioResult
+print(ClioResult.load(sys.argv[1]).push_to_hub(sys.argv[2]))  # conftest's run gates on rows (audit threshold 1)
+"""
+
+
+@pytest.mark.slow
+def test_real_result_push_leaks_no_withheld_name_and_no_text(hub_server, hub_env, real_result, real_result_dir, tmp_path):
+    run_hub_client(REAL_PUSH, hub_env, str(real_result_dir), "me/real-private", timeout=300)
+    files = hub_server.files("me/real-private")
+    files.pop(".gitattributes")
+    text = _decoded_files(files, tmp_path).casefold()
+    tree = real_result.hierarchy
+    published = {n["name"] for n in tree if n["published"]}
+    withheld = {n["name"] for n in tree if not n["published"]} - published
+    assert withheld and published  # 40 rows in clusters of ~6: some nodes fall under 5 rows
+    for name in withheld:
+        assert name.casefold() not in text, name
+    table = pq.read_table(tmp_path / "data_train-00000-of-00001.parquet")
+    assert not {"conversation", "conversations"} & set(table.column_names)
+    replies = [t["content"][:80] for turns in real_result.data["conversation"] for t in turns[1:2] if len(t["content"]) >= 80]
+    assert replies and not any(r.casefold() in text for r in replies)  # the assistant's words are nowhere
+    rows = table.to_pylist()
+    withheld_base = {(n["facet"], n["node_id"]) for n in tree if not n["published"] and n["level"] == 0}
+    for local, pushed in zip(real_result.data, rows, strict=True):
+        for facet in ("request", "task"):
+            hidden = (facet, local[f"{facet}_cluster"]) in withheld_base
+            assert pushed[f"{facet}_cluster"] == (-1 if hidden else local[f"{facet}_cluster"])
+            assert (pushed[facet] is None) == (hidden or local[facet] is None)
+
+
+@pytest.mark.parametrize("bad", [dict(min_rows=0), dict(min_users=0), dict(min_privacy_score=6), dict(audit_retries=-1)])
+def test_bad_thresholds_are_refused(bad):
+    with pytest.raises(ValueError, match="PrivacyConfig"):
+        PrivacyConfig(**bad)
