@@ -39,6 +39,8 @@ class FacetConfig:
     batch_size: int = 16
     """Prompts per backend call inside a shard (the backend may batch further)."""
     on_error: Literal["raise", "null"] = "null"
+    rationale_max_new_tokens: int = 40
+    """Token budget of a lens's one-sentence rationale (`explain_scores`)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,22 @@ class HierarchyConfig:
 
 
 @dataclass(frozen=True)
+class ProjectionConfig:
+    """The 2D topic map of every clustered facet (`project_facets`)."""
+
+    method: Literal["auto", "umap", "pca", "none"] = "auto"
+    """`auto`: UMAP (cosine) from `min_umap_rows` distinct vectors up, a PCA below; `none` adds no columns."""
+    min_umap_rows: int = 48
+    """Below this many distinct vectors UMAP's neighbour graph is ill-posed, so a PCA stands in."""
+    fit_rows: int = 20_000
+    """UMAP is fitted on a seeded sample of this many distinct vectors; the rest are placed with `transform`."""
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    transform_batch_size: int = 50_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ClioConfig:
     """Everything `annotate` needs besides the data, the facets and the models."""
 
@@ -90,6 +108,7 @@ class ClioConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,5 +121,6 @@ class ClioConfig:
             "embed": EmbedConfig,
             "cluster": ClusterConfig,
             "hierarchy": HierarchyConfig,
+            "projection": ProjectionConfig,
         }
         return cls(**{name: kind(**data.get(name, {})) for name, kind in parts.items()})
