@@ -118,7 +118,7 @@ def rationale_column(lens: Facet, prefix: str = "") -> str:
 
 def check_lens_inputs(ds: datasets.Dataset, facets: Sequence[Facet], *, columns: Sequence[str] | None = None,
                       column_prefix: str = "") -> None:
-    """Stop before any model runs if a lens that judges a response gets rows without one.
+    """Stop before any facet is extracted if a lens that judges a response gets rows without one.
 
     A row qualifies when its conversation has an assistant turn with text, or when it was built from several columns
     (`columns=[instruction, output]`), whose one user turn then holds both parts.
