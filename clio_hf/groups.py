@@ -3,9 +3,10 @@
 `count_groups` is a post-pass over the companion dataset: every node gets `group_counts`, its row count per group
 value (summing to `size`). `compare_groups` then finds the nodes whose group mix differs most from the rest of the
 facet, with a chi-square test of the node against everything outside it (a 2 x k table), Benjamini-Hochberg q-values
-over all nodes tested, Cramer's V as the effect size, and, for the group the node over-represents most, a log odds
-ratio with a 0.5 continuity correction and its z score. Nodes with fewer than `min_count` rows inside, or outside,
-are not tested: their counts are too small for any statistic to mean much.
+over all nodes tested, Cramer's V as the effect size, and, for the group the node over-represents most (the largest
+Pearson residual inside the node), a log odds ratio with a 0.5 continuity correction and its z score. Nodes with
+fewer than `min_count` rows inside, or outside, are not tested: their counts are too small for any statistic to mean
+much.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ def compare_groups(hierarchy: datasets.Dataset, *, facets: Sequence[str] | None 
             chi2, dof = _chi_square(np.vstack([inside, outside]))
             odds = np.log((inside + 0.5) / (inside.sum() - inside + 0.5)) - np.log((outside + 0.5) / (outside.sum() - outside + 0.5))
             se = np.sqrt(1 / (inside + 0.5) + 1 / (inside.sum() - inside + 0.5) + 1 / (outside + 0.5) + 1 / (outside.sum() - outside + 0.5))
-            top = int(np.argmax(odds / se))
+            # the group that drives the difference: the largest Pearson residual inside the node. (The log odds
+            # alone would favour a rare group that is merely absent from a small node, through the 0.5 correction.)
+            expected = inside.sum() * total / total.sum()
+            top = int(np.argmax(np.where(total > 0, (inside - expected) / np.sqrt(np.maximum(expected, 1e-12)), -np.inf)))
             rows.append({
                 "facet": facet, "node_id": node["node_id"], "level": node["level"], "name": node["name"],
                 "size": node["size"], "chi2": chi2, "dof": dof, "p_value": float(chi2_distribution.sf(chi2, dof)),

@@ -75,7 +75,7 @@ def test_explain_scores_asks_why_the_chosen_score_was_given():
     assert out.select_columns(ds.column_names).to_dict() == ds.to_dict()  # nothing else changes
     assert out["learning_value_rationale"] == [
         "Because it walks through the topic step by step.", None, None, "Because it is short."]
-    asked = [p for p in llm.prompts if "learning" in p[3]["content"].lower()]
+    asked = [p for p in llm.prompts if "could a reader learn" in p[3]["content"]]
     assert not any("lesson 1" in p[1]["content"] for p in asked)  # a null score is not explained
     first = next(p for p in asked if "lesson 0" in p[1]["content"])
     assert "The score given is 4 on the scale from 1 to 5 (Good)" in first[3]["content"]
