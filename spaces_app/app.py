@@ -382,7 +382,8 @@ class ClioView:
     def scatter(self, facet: str, colour: str = TOP_COLOUR) -> go.Figure:
         fig = go.Figure()
         fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=520, xaxis=dict(visible=False),
-                          yaxis=dict(visible=False), legend=dict(itemsizing="constant"), hovermode="closest")
+                          yaxis=dict(visible=False), hovermode="closest",
+                          legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.01))
         if facet not in self.xy:
             return fig
         nodes, xy, labels = self.trees[facet], self.xy[facet], self.clusters[facet]
