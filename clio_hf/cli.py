@@ -21,12 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     rows.add_argument("--limit", type=int, help="the first N rows in source order")
     rows.add_argument("--sample", type=int, help="a seeded random sample of N rows")
     annotate.add_argument("--seed", type=int, default=0, help="seed of --sample")
-    annotate.add_argument("--facets", default="request,language,task,concerning", help="comma-separated facet names")
+    annotate.add_argument("--facets", default="request,language,task,concerning",
+                          help="comma-separated facet names, lenses included (textbook_quality, learning_value, "
+                               "code_quality, instruction_following)")
     where = annotate.add_mutually_exclusive_group()
     where.add_argument("--conversation-column", help="a column of message lists (OpenAI or ShareGPT shape)")
     where.add_argument("--text-column", help="a plain text column, used as one user turn")
     where.add_argument("--columns", help="comma-separated text columns joined into one user turn")
     annotate.add_argument("--column-prefix", default="", help="prefix for every added column")
+    annotate.add_argument("--group-column", help="count every hierarchy node's rows per value of this column "
+                                                 "(an input column such as model, or a facet such as language)")
     annotate.add_argument("--llm", default="smollm2-135m", help="LLM spec (smollm2-135m, transformers:PATH, ...)")
     annotate.add_argument("--embedder", default="minilm-l6", help="embedder spec (minilm-l6, sentence-transformers:PATH)")
     annotate.add_argument("--out", help="folder to save the result to (Hub layout)")
@@ -41,12 +45,27 @@ def main(argv: list[str] | None = None) -> int:
     privacy.add_argument("--include-text", action="store_true", help="with --push-to-hub: also publish the raw text columns")
     privacy.add_argument("--aggregates-only", action="store_true", help="with --push-to-hub: publish the hierarchy only")
     privacy.add_argument("--sensitive-columns", help="comma-separated columns never to publish")
-    annotate.add_argument("--stream", action="store_true", help="stream the source from the Hub (with --limit)")
+    annotate.add_argument("--stream", action="store_true",
+                          help="stream the source from the Hub: with --limit the first N rows, with --sample a seeded "
+                               "shuffle of the stream; the whole dataset is never downloaded")
     annotate.add_argument("--cache-dir", help="where finished work is kept for resuming (default ~/.cache/clio_hf)")
 
     view = commands.add_parser("view", help="browse a result in the Gradio app")
     view.add_argument("dataset", help="result folder or Hub repo id")
     view.add_argument("--port", type=int)
+
+    summary = commands.add_parser("summary", help="lens scores and quality bands, overall and per top-level cluster")
+    summary.add_argument("dataset", help="result folder or Hub repo id")
+    summary.add_argument("--facet", help="clustered facet whose top-level clusters break the table down (default: the first)")
+    summary.add_argument("--csv", default="summary.csv", help="where to write the table as CSV (default summary.csv; '' for none)")
+
+    compare = commands.add_parser("compare", help="hierarchy nodes whose group mix differs most from the whole")
+    compare.add_argument("dataset", help="result folder or Hub repo id")
+    compare.add_argument("--group-column", help="the run's group column (checked against the run record)")
+    compare.add_argument("--facet", help="only this clustered facet")
+    compare.add_argument("--min-count", type=int, default=10, help="skip nodes with fewer rows inside or outside")
+    compare.add_argument("--top", type=int, default=15, help="rows to print")
+    compare.add_argument("--csv", help="also write every tested node to this CSV file")
 
     deploy = commands.add_parser("deploy-space", help="create a Gradio Space that shows a pushed result")
     deploy.add_argument("space", help="Space repo id, e.g. org/clio-viewer")
@@ -56,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        return {"annotate": _annotate, "view": _view, "deploy-space": _deploy}[args.command](args)
+        commands = {"annotate": _annotate, "view": _view, "deploy-space": _deploy, "summary": _summary, "compare": _compare}
+        return commands[args.command](args)
     except KeyboardInterrupt:
         print(f"clio-hf {args.command}: interrupted; finished shards are cached, rerun the same command to resume.", file=sys.stderr)
         return 130
@@ -91,6 +111,7 @@ def _annotate(args) -> int:
         text_column=args.text_column,
         columns=args.columns.split(",") if args.columns else None,
         column_prefix=args.column_prefix,
+        group_column=args.group_column,
         stream=args.stream,
         cache_dir=args.cache_dir,
     )
@@ -114,6 +135,49 @@ def _top_of_tree(result) -> str:
         for node in sorted(nodes, key=lambda n: -n["size"])[:10]:
             lines.append(f"  {node['size']:>6}  {node['name']}")
     return "\n".join(lines)
+
+
+def _summary(args) -> int:
+    from .result import ClioResult
+    from .summary import facets_from_info, format_table, summarize
+
+    result = ClioResult.load(args.dataset)
+    rows = summarize(result.data, result.hierarchy, facets=facets_from_info(result.info), cluster_facet=args.facet,
+                     column_prefix=result.info.get("column_prefix") or "")
+    print(format_table(rows, ["cluster", "facet", "rows", "mean", "Poor", "Low", "Medium", "Good"]))
+    if args.csv:
+        _write_csv(rows, args.csv)
+    return 0
+
+
+def _compare(args) -> int:
+    from .groups import compare_groups
+    from .result import ClioResult
+    from .summary import format_table
+
+    result = ClioResult.load(args.dataset)
+    recorded = result.info.get("group_column")
+    if args.group_column and recorded and args.group_column != recorded:
+        raise ValueError(f"{args.dataset} counts groups of {recorded!r}, not {args.group_column!r}; rerun annotate "
+                         f"with --group-column {args.group_column}.")
+    rows = compare_groups(result.hierarchy, facets=[args.facet] if args.facet else None, min_count=args.min_count)
+    print(f"{len(rows)} nodes tested (>= {args.min_count} rows inside and outside); group column "
+          f"{recorded or args.group_column!r}; most significant first")
+    print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "size", "group", "share_in_node",
+                                          "share_overall", "log_odds", "chi2", "dof", "p_value", "q_value", "cramers_v"]))
+    if args.csv:
+        _write_csv(rows, args.csv)
+    return 0
+
+
+def _write_csv(rows: list[dict], path: str) -> None:
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["empty"])
+        writer.writeheader()
+        writer.writerows(rows)
+    logger.info("Wrote %d rows to %s", len(rows), path)
 
 
 def _view(args) -> int:

@@ -43,13 +43,26 @@ def mean_column(facet: Facet) -> str:
     return f"{facet.column}_mean"
 
 
+def projection_columns(facet: Facet, prefix: str = "") -> tuple[str, str]:
+    """The topic-map coordinates of a clustered facet: `<facet>_x`, `<facet>_y` (float32)."""
+    return f"{prefix}{facet.column}_x", f"{prefix}{facet.column}_y"
+
+
+GROUP_COUNTS = "group_counts"
+GROUP_COUNTS_FEATURE = datasets.List({"group": datasets.Value("string"), "count": datasets.Value("int64")})
+
+
 def added_columns(facets: Iterable[Facet], prefix: str = "") -> list[str]:
     """Every column `annotate` adds to the input rows, in order."""
+    from .lenses import Lens, rationale_column  # lenses builds on this module
+
     names = [prefix + CONVERSATION, prefix + DUPLICATE_OF]
     for facet in facets:
         names.append(facet_column(facet, prefix))
+        if isinstance(facet, Lens):
+            names.append(rationale_column(facet, prefix))
         if facet.clustered:
-            names += [embedding_column(facet, prefix), cluster_column(facet, prefix)]
+            names += [embedding_column(facet, prefix), cluster_column(facet, prefix), *projection_columns(facet, prefix)]
     return names
 
 

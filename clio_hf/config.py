@@ -39,6 +39,8 @@ class FacetConfig:
     batch_size: int = 16
     """Prompts per backend call inside a shard (the backend may batch further)."""
     on_error: Literal["raise", "null"] = "null"
+    rationale_max_new_tokens: int = 40
+    """Token budget of a lens's one-sentence rationale (`explain_scores`)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,21 @@ class PrivacyConfig:
             raise ValueError(f"PrivacyConfig: min_rows and min_users must be >= 1, min_privacy_score 1-5 and "
                              f"audit_retries >= 0; got {self}.")
 
+@dataclass(frozen=True)
+class ProjectionConfig:
+    """The 2D topic map of every clustered facet (`project_facets`)."""
+
+    method: Literal["auto", "umap", "pca", "none"] = "auto"
+    """`auto`: UMAP (cosine) from `min_umap_rows` distinct vectors up, a PCA below; `none` adds no columns."""
+    min_umap_rows: int = 48
+    """Below this many distinct vectors UMAP's neighbour graph is ill-posed, so a PCA stands in."""
+    fit_rows: int = 20_000
+    """UMAP is fitted on a seeded sample of this many distinct vectors; the rest are placed with `transform`."""
+    n_neighbors: int = 15
+    min_dist: float = 0.1
+    transform_batch_size: int = 50_000
+    seed: int = 0
+
 
 @dataclass(frozen=True)
 class ClioConfig:
@@ -113,6 +130,7 @@ class ClioConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    projection: ProjectionConfig = field(default_factory=ProjectionConfig)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,5 +144,6 @@ class ClioConfig:
             "cluster": ClusterConfig,
             "hierarchy": HierarchyConfig,
             "privacy": PrivacyConfig,
+            "projection": ProjectionConfig,
         }
         return cls(**{name: kind(**data.get(name, {})) for name, kind in parts.items()})

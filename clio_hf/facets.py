@@ -113,7 +113,10 @@ BUILTIN_FACETS: dict[str, Facet] = {f.column: f for f in (*MAIN_FACETS, *GENERIC
 
 
 def resolve_facets(names: str | list[str] | tuple) -> tuple[Facet, ...]:
-    """Facets from names (`"request,task"`) or Facet objects; an unknown name lists the known ones."""
+    """Facets from names (`"request,task"`, lenses such as `"textbook_quality"`) or Facet objects; an unknown name lists the known ones."""
+    from .lenses import LENSES  # lenses are Facets too: imported here, where both modules are complete
+
+    known = {**BUILTIN_FACETS, **LENSES}
     items = names.split(",") if isinstance(names, str) else list(names)
     facets = []
     for item in items:
@@ -121,9 +124,10 @@ def resolve_facets(names: str | list[str] | tuple) -> tuple[Facet, ...]:
             facets.append(item)
             continue
         key = column_name(str(item))
-        if key not in BUILTIN_FACETS:
-            raise ValueError(f"Unknown facet {item!r}. Built-in facets: {', '.join(BUILTIN_FACETS)}; or pass clio_hf.Facet objects.")
-        facets.append(BUILTIN_FACETS[key])
+        if key not in known:
+            raise ValueError(f"Unknown facet {item!r}. Built-in facets: {', '.join(BUILTIN_FACETS)}; lenses: "
+                             f"{', '.join(LENSES)}; or pass clio_hf.Facet objects.")
+        facets.append(known[key])
     columns = [f.column for f in facets]
     duplicates = sorted({c for c in columns if columns.count(c) > 1})
     if duplicates:

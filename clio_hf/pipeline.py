@@ -25,9 +25,12 @@ from .conversations import source_columns, to_conversations
 from .embed import Embedder, embed_facets, load_embedder
 from .extract import extract_facets
 from .facets import MAIN_FACETS, Facet, resolve_facets
+from .groups import check_group_column, count_groups
 from .hierarchy import build_hierarchy
+from .lenses import check_lens_inputs, explain_scores
 from .llm import LLM, load_llm
 from .privacy import AUDIT_PROMPT_VERSION, apply_privacy_gates, withheld_counts
+from .projection import project_facets
 from .prompts import PROMPT_VERSION
 from .result import FORMAT_VERSION, ClioResult
 from .sources import load_source
@@ -55,6 +58,7 @@ def annotate(
     columns: Sequence[str] | None = None,
     column_prefix: str = "",
     user_column: str | None = None,
+    group_column: str | None = None,
     stream: bool = False,
     cache_dir: str | os.PathLike | None = None,
 ) -> ClioResult:
@@ -72,6 +76,9 @@ def annotate(
         column_prefix: prefix for every added column, for inputs that already use clio_hf's names.
         user_column: an input column naming each row's user or account; every node then also needs
             `config.privacy.min_users` distinct users to be published.
+        group_column: an input column (`model`, `source`, ...) or a facet column (`language`): every hierarchy node
+            gets `group_counts`, its rows per value (see `clio_hf.groups`).
+        stream: stream a Hub source instead of downloading it (with `limit`, or with `sample`: a seeded shuffle).
         cache_dir: where finished work is kept so that a rerun resumes (default `$CLIO_HF_CACHE` or
             `~/.cache/clio_hf`).
 
@@ -93,6 +100,8 @@ def annotate(
         if user_column is not None and user_column not in raw.column_names:
             raise ValueError(f"user_column={user_column!r} is not a column of the input. Available columns: {raw.column_names}.")
         text_columns = source_columns(raw, conversation_column, text_column, columns)
+        if group_column is not None:
+            check_group_column(group_column, [*raw.column_names, *(C.facet_column(f, column_prefix) for f in facets)])
     needs_llm = any(f.method == "llm" for f in facets) or any(f.clustered for f in facets)
     with _timed(timings, "load_models"):
         llm = load_llm(llm) if needs_llm else None
@@ -108,9 +117,12 @@ def annotate(
         duplicate_of = np.asarray(conversations[column_prefix + C.DUPLICATE_OF])
         originals = np.flatnonzero(duplicate_of < 0)
         unique = conversations.select(originals, new_fingerprint=Hasher.hash([conversations._fingerprint, "originals"]))
+        check_lens_inputs(conversations, facets, columns=columns, column_prefix=column_prefix)
 
     with _timed(timings, "extract_facets"):
         unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
+    with _timed(timings, "explain_scores"):
+        unique = explain_scores(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
     with _timed(timings, "embed_facets"):
         if embedder is not None:
             unique = embed_facets(unique, embedder, facets=facets, config=config.embed, column_prefix=column_prefix)
@@ -118,6 +130,9 @@ def annotate(
     with _timed(timings, "cluster_facets"):
         data = _broadcast_to_duplicates(conversations, unique, duplicate_of, originals)
         data = cluster_facets(data, facets=facets, config=config.cluster, column_prefix=column_prefix)
+
+    with _timed(timings, "project_facets"):
+        data = _project(data, workdir, conversations, facets, llm, embedder, config, column_prefix)
 
     with _timed(timings, "build_hierarchy"):
         # Everything the tree depends on is a function of these, so they key its cache.
@@ -128,6 +143,8 @@ def annotate(
             workdir / f"hierarchy-{tree_key}",
             lambda: build_hierarchy(data, llm, embedder, facets=facets, config=config.hierarchy, column_prefix=column_prefix),
         )
+        if group_column is not None:
+            hierarchy = count_groups(hierarchy, data, group_column=group_column, column_prefix=column_prefix)
 
     with _timed(timings, "privacy"):
         audit = config.privacy.audit and len(hierarchy) > 0
@@ -152,6 +169,7 @@ def annotate(
         "source": _source_identity(source) if isinstance(source, str) else "datasets.Dataset",
         "split": split,
         "column_prefix": column_prefix,
+        "group_column": group_column,
         "rows": {"input": len(raw), "unique": len(originals), "duplicates": int(len(raw) - len(originals))},
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "parse_failures": {f.column: sum(v is None for v in unique[C.facet_column(f, column_prefix)]) for f in facets},
@@ -162,6 +180,21 @@ def annotate(
     }
     logger.info("annotate: done in %.1f s (%s)", sum(timings.values()), ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return ClioResult(data=data, hierarchy=hierarchy, info=info)
+
+
+def _project(data, workdir: Path, conversations, facets, llm, embedder, config: ClioConfig, prefix: str) -> datasets.Dataset:
+    """`project_facets`, kept under the run's folder: UMAP over many rows is worth not recomputing on a rerun."""
+    columns = [c for f in facets if f.clustered for c in C.projection_columns(f, prefix)]
+    if not columns or config.projection.method == "none":
+        return data
+    key = Hasher.hash([conversations._fingerprint, [f.to_dict() for f in facets], llm.model_id if llm else None,
+                       embedder.model_id if embedder else None, PROMPT_VERSION, config.facets, config.embed,
+                       config.projection, prefix])
+    coordinates = _materialise(
+        workdir / f"projection-{key}",
+        lambda: project_facets(data, facets=facets, config=config.projection, column_prefix=prefix).select_columns(columns),
+    )
+    return datasets.concatenate_datasets([data, coordinates], axis=1)
 
 
 def _broadcast_to_duplicates(conversations: datasets.Dataset, unique: datasets.Dataset, duplicate_of: np.ndarray, originals: np.ndarray) -> datasets.Dataset:

@@ -278,3 +278,21 @@ def prompt_examples(facet: Facet) -> list[str]:
     """Example texts quoted inside our prompts; a name that merely repeats one is rejected."""
     quoted = re.findall(r"(?:^|\s)'([^']{3,}?)'(?=[\s.,;]|$)", facet.summary_criteria or "")
     return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary", *_ACKS]
+    return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary"]
+
+
+# ---------------------------------------------------------------------------------------------------- lens rationales
+RATIONALE_PREFILL = "Because"
+
+
+def rationale_question(facet: Facet, score: int, band: str) -> str:
+    """The follow-up turn that asks why a lens gave its score; the score was chosen first (see `lenses`)."""
+    lo, hi = facet.numeric
+    return (
+        f"{facet.question}\nThe score given is {score} on the scale from {lo} to {hi} ({band}). In one short sentence "
+        "inside <answer></answer> tags, say what in the text earns this score. Leave out personal details."
+    )
+
+
+def rationale_answer_prefill() -> str:
+    return f"<answer>{RATIONALE_PREFILL}"

@@ -33,6 +33,7 @@ _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".cs
 # "org/name" or a bare canonical name; a path with more parts, a file suffix or a leading "./" or "/" is local.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 _SEPARATORS = re.compile(r"[\s,]*")
+STREAM_SHUFFLE_BUFFER = 10_000
 
 
 def load_source(
@@ -57,7 +58,8 @@ def load_source(
             A sample larger than the source keeps every row, shuffled, with a warning.
         seed: the seed of `sample`.
         stream: stream a Hub dataset (instead of downloading and preparing it) even without `limit`; the rows are
-            then written to a `Dataset` in the `datasets` cache. Local sources ignore it.
+            then written to a `Dataset` in the `datasets` cache. With `sample`, see `sample_stream`: the whole
+            dataset is never read. Local sources ignore it.
 
     Returns:
         The rows, with the source's own columns.
@@ -86,6 +88,8 @@ def load_source(
         raise TypeError(f"source must be a datasets.Dataset or a string; got {type(source).__name__}.")
     elif str(source) == SHAREGPT:
         ds = load_sharegpt(limit=limit)
+    elif stream and sample is not None and limit is None and _looks_like_hub_id(str(source)):
+        ds, sample = sample_stream(str(source), split=split, sample=sample, seed=seed), None
     else:
         ds = _load_path_or_hub(str(source), split=split, limit=limit, stream=stream)
 
@@ -164,6 +168,25 @@ def _load_path_or_hub(source: str, *, split: str, limit: int | None, stream: boo
     if not _HUB_ID.match(source) or Path(source).suffix.lower() in _FILE_BUILDERS:
         raise FileNotFoundError(f"No such file or folder: {source!r} (and it is not a Hub dataset id like 'org/name').")
     return _load_hub(source, split=split, limit=limit, stream=stream)
+
+
+def sample_stream(repo_id: str, *, split: str = "train", sample: int, seed: int = 0,
+                  buffer_size: int = STREAM_SHUFFLE_BUFFER) -> datasets.Dataset:
+    """A seeded sample of `sample` rows of a Hub dataset, streamed: only about `sample + buffer_size` rows are read.
+
+    The stream's shards are shuffled with `seed`, its rows pass through a shuffle buffer of `buffer_size`, and the
+    first `sample` rows that come out are kept. It is the standard approximation of a random sample for datasets too
+    large to download: rows of a shard stay somewhat clustered, so raise `buffer_size` when the order matters.
+    """
+    try:
+        rows = datasets.load_dataset(repo_id, split=split, streaming=True)
+    except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
+        raise FileNotFoundError(f"{repo_id!r} is neither a local path nor a dataset found on the Hugging Face Hub: {error}") from error
+    return _materialise(rows.shuffle(seed=seed, buffer_size=buffer_size), sample)
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    return not Path(source).expanduser().exists() and bool(_HUB_ID.match(source)) and Path(source).suffix.lower() not in _FILE_BUILDERS
 
 
 def _load_hub(repo_id: str, *, split: str, limit: int | None, stream: bool) -> datasets.Dataset:

@@ -19,6 +19,7 @@ phase core-pipeline python -m pytest -q -p no:cacheprovider tests/test_prompts.p
   tests/test_conversations.py tests/test_llm.py tests/test_extract.py tests/test_cluster.py tests/test_hierarchy.py tests/test_pipeline.py
 phase hub-and-space python -m pytest -q -p no:cacheprovider tests/test_result.py tests/test_hub_roundtrip.py tests/test_space.py
 phase privacy python -m pytest -q -p no:cacheprovider tests/test_privacy.py tests/test_eval.py
+phase lenses-and-map python -m pytest -q -p no:cacheprovider tests/test_lenses.py tests/test_groups.py tests/test_projection.py
 echo "=== phase times"
 printf '%s\n' "${PHASES[@]}"
 exit $status

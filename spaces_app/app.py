@@ -30,6 +30,13 @@ MAX_HITS = 50
 OPEN_HITS = 10  # search hits whose paths the tree opens
 CONVERSATION_CHARS = 2000
 CONFIG_FILE = Path(__file__).with_name("clio_space.json")
+MAP_POINTS = 6000  # points the topic map draws at most: a seeded sample, stratified by top-level cluster
+MAP_MIN_PER_CLUSTER = 40  # every top-level cluster keeps at least this many (or all of its) points
+MAP_VALUE_CHARS = 140
+MAX_GROUPS = 12  # groups listed in the detail panel; the rest are summed as "other"
+TOP_COLOUR = "Top-level cluster"
+PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
+           "#bab0ac", "#1f77b4", "#2ca02c"]
 
 
 def esc(value: object) -> str:
@@ -83,9 +90,14 @@ class ClioView:
         hier = load_dataset(dataset, "hierarchy", split="train")
         mean_cols = [c for c in hier.column_names if c.endswith("_mean")]
         self.trees: dict[str, dict[int, Node]] = {}
+        self.group_column = self.run.get("group_column") if "group_counts" in hier.column_names else None
+        self.group_counts: dict[str, dict[int, dict[str, int]]] = {}
         for r in hier.to_list():
             if r.get("published") is False:
                 continue
+            if self.group_column:
+                self.group_counts.setdefault(r["facet"], {})[int(r["node_id"])] = {
+                    g["group"]: int(g["count"]) for g in r["group_counts"] or []}
             means = {c[: -len("_mean")]: r[c] for c in mean_cols if r[c] is not None and r[c] == r[c]}
             parent = None if r["parent_id"] is None else int(r["parent_id"])
             self.trees.setdefault(r["facet"], {})[int(r["node_id"])] = Node(
@@ -110,8 +122,11 @@ class ClioView:
         available = set(_row_columns(dataset))
         numeric = [c[: -len("_mean")] for c in mean_cols]
         self.value_cols = [c for c in dict.fromkeys(order or [*self.facets, *numeric]) if prefix + c in available]
-        extra = [c for c in ("conversation", "duplicate_of", *(f"{f}_cluster" for f in self.facets))
-                 if prefix + c in available]
+        self.numeric = numeric
+        mapped = [f for f in self.facets if f"{prefix}{f}_x" in available and f"{prefix}{f}_y" in available]
+        group = [self.group_column] if self.group_column and self.group_column not in self.value_cols else []
+        extra = [c for c in ("conversation", "duplicate_of", *(f"{f}_cluster" for f in self.facets),
+                             *(f"{f}_{a}" for f in mapped for a in "xy"), *group) if prefix + c in available]
         # Only the columns shown: embeddings are most of a result's bytes and the viewer never needs them.
         data = load_dataset(dataset, split="train", columns=[prefix + c for c in self.value_cols + extra])
         if prefix:
@@ -125,6 +140,14 @@ class ClioView:
         self.original = (data.data.column("duplicate_of").fill_null(-1).to_numpy() < 0
                          if "duplicate_of" in cols else np.ones(len(data), bool))
         self.rows = data.select_columns(self.value_cols + (["conversation"] if self.has_conversation else []))
+        self.xy = {f: np.column_stack([data.data.column(f"{f}_{a}").to_numpy(zero_copy_only=False) for a in "xy"])
+                   .astype(np.float32) for f in mapped}
+        self.numeric_values = {c: data.data.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
+                               for c in numeric if c in cols}
+        self.overall_means = {c: float(np.nanmean(v)) for c, v in self.numeric_values.items() if np.isfinite(v).any()}
+        self.group_values = (data.data.column(self.group_column).to_pylist()
+                             if self.group_column and self.group_column in cols else None)
+        self._row_tops: dict[str, np.ndarray] = {}
 
     @staticmethod
     def _subtree(nodes: dict[int, Node], roots: list[int]) -> set[int]:
@@ -224,6 +247,7 @@ class ClioView:
             f'<div class="clio-detail" data-node="{n.id}"><div class="crumbs">{crumbs}</div>'
             f"<h3>{esc(n.name)}</h3><div class=\"meta\">{esc(facet)} · node {n.id} · level {n.level} · "
             f"{self.meta(facet, n)}{fallback}</div><p>{esc(n.summary)}</p>"
+            + self.means_html(facet, n) + self.groups_html(facet, n)
             + (f"<h4>Children ({len(n.kids)})</h4><ul>{kids}</ul>" if kids else "")
             + f"<h4>Sample rows ({len(samples)} of {n.size:,})</h4>"
             + ("".join(self._sample_html(s) for s in samples) or "<p>No rows available.</p>")
@@ -268,6 +292,139 @@ class ClioView:
         fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=460)
         return fig
 
+    # ---- numeric means and groups of a node ----
+    def means_html(self, facet: str, n: Node) -> str:
+        """Every numeric facet's mean over the node's rows against its mean over all rows."""
+        cells = []
+        for col, mean in n.means.items():
+            overall = self.overall_means.get(col)
+            delta = "" if overall is None else f'<td class="num">{mean - overall:+.2f}</td>'
+            cells.append(f'<tr><td>{esc(col)}</td><td class="num">{mean:.2f}</td>'
+                         f'<td class="num">{"" if overall is None else f"{overall:.2f}"}</td>{delta}</tr>')
+        if not cells:
+            return ""
+        return ('<h4>Numeric facets</h4><table class="clio-means"><tr><th></th><th>this node</th><th>all rows</th>'
+                f'<th>difference</th></tr>{"".join(cells)}</table>')
+
+    def overall_groups(self, facet: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for t in self.tops.get(facet, []):
+            for g, c in self.group_counts.get(facet, {}).get(t, {}).items():
+                counts[g] = counts.get(g, 0) + c
+        return counts
+
+    def groups_html(self, facet: str, n: Node) -> str:
+        """The node's distribution over the group column against the facet's whole distribution."""
+        mine = self.group_counts.get(facet, {}).get(n.id)
+        if not mine:
+            return ""
+        whole = self.overall_groups(facet)
+        here_total, whole_total = sum(mine.values()) or 1, sum(whole.values()) or 1
+        order = sorted(whole, key=lambda g: (-mine.get(g, 0), -whole[g], g))
+        shown, rest = order[:MAX_GROUPS], order[MAX_GROUPS:]
+        rows = [(g, mine.get(g, 0), whole[g]) for g in shown]
+        if rest:
+            rows.append((f"other ({len(rest)})", sum(mine.get(g, 0) for g in rest), sum(whole[g] for g in rest)))
+        body = "".join(
+            f'<tr data-group="{esc(g)}"><td>{esc(g)}</td><td class="num">{c:,}</td>'
+            f'<td class="num">{c / here_total:.1%}</td><td class="num">{w / whole_total:.1%}</td>'
+            f'<td><span class="gbar here" style="width:{c / here_total * 100:.1f}%"></span>'
+            f'<span class="gbar all" style="width:{w / whole_total * 100:.1f}%"></span></td></tr>' for g, c, w in rows)
+        return (f'<h4>Groups: {esc(self.group_column)}</h4><table class="clio-groups"><tr><th>group</th><th>rows</th>'
+                '<th>share here</th><th>share overall</th><th><span class="gbar here key"></span> here '
+                f'<span class="gbar all key"></span> overall</th></tr>{body}</table>')
+
+    # ---- topic map ----
+    def colour_options(self) -> list[str]:
+        options = [TOP_COLOUR]
+        if self.group_values is not None or (self.group_column and self.group_column in self.value_cols):
+            options.append(f"Group: {self.group_column}")
+        return options + [f"Score: {c}" for c in self.numeric_values]
+
+    def top_of(self, facet: str) -> dict[int, int]:
+        """node id -> its top-level ancestor's id."""
+        return {i: self.path(facet, i)[0] for i in self.trees[facet]}
+
+    def row_tops(self, facet: str) -> np.ndarray:
+        """Each row's top-level node id (-1 without a cluster), computed once per facet."""
+        if facet not in self._row_tops:
+            labels = self.clusters[facet]
+            lookup = np.full(max(self.trees[facet], default=0) + 2, -1, dtype=np.int64)
+            for i, t in self.top_of(facet).items():
+                lookup[i] = t
+            self._row_tops[facet] = np.where((labels >= 0) & (labels < len(lookup) - 1), lookup[np.clip(labels, 0, len(lookup) - 1)], -1)
+        return self._row_tops[facet]
+
+    def map_sample(self, facet: str) -> np.ndarray:
+        """Rows the map draws: originals with a point, at most MAP_POINTS, spread over the top-level clusters."""
+        xy, tops = self.xy[facet], self.row_tops(facet)
+        usable = np.flatnonzero(self.original & np.isfinite(xy).all(axis=1) & (tops >= 0))
+        if len(usable) <= MAP_POINTS:
+            return usable
+        rng = np.random.default_rng(0)
+        picked = []
+        for t in np.unique(tops[usable]):
+            members = usable[tops[usable] == t]
+            quota = max(min(len(members), MAP_MIN_PER_CLUSTER), round(MAP_POINTS * len(members) / len(usable)))
+            picked.append(rng.choice(members, size=min(quota, len(members)), replace=False))
+        return np.sort(np.concatenate(picked))
+
+    def map_caption(self, facet: str) -> str:
+        if facet not in self.xy:
+            return '<div class="meta">No topic map in this result (no <code>_x</code>/<code>_y</code> columns).</div>'
+        total = int((self.original & np.isfinite(self.xy[facet]).all(axis=1)).sum())
+        drawn = len(self.map_sample(facet))
+        how = "all points" if drawn == total else f"a seeded sample of {drawn:,} of {total:,} points, stratified by cluster"
+        return (f'<div class="meta" data-drawn="{drawn}" data-total="{total}">Topic map of {esc(facet)}: {how}; '
+                "large circles are the top-level clusters (all rows). Click a point or a circle to open it in the "
+                "tree.</div>")
+
+    def scatter(self, facet: str, colour: str = TOP_COLOUR) -> go.Figure:
+        fig = go.Figure()
+        fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=520, xaxis=dict(visible=False),
+                          yaxis=dict(visible=False), hovermode="closest",
+                          legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.01))
+        if facet not in self.xy:
+            return fig
+        nodes, xy, labels = self.trees[facet], self.xy[facet], self.clusters[facet]
+        rows = self.map_sample(facet)
+        top_of = self.top_of(facet)
+        values = self.rows.select_columns([facet]).select(rows.tolist())[facet] if facet in self.value_cols else [""] * len(rows)
+        custom = [[int(labels[r]), esc(f"{nodes[top_of[int(labels[r])]].name} › {nodes[int(labels[r])].name}"),
+                   esc(str(v or "")[:MAP_VALUE_CHARS])] for r, v in zip(rows, values)]
+        hover = "<b>%{customdata[1]}</b><br>%{customdata[2]}<extra></extra>"
+        kind = colour.split(": ", 1)
+        if kind[0] == "Score" and kind[1] in self.numeric_values:
+            score = self.numeric_values[kind[1]][rows]
+            fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers", customdata=custom,
+                                       marker=dict(size=5, color=score, colorscale="Viridis", showscale=True,
+                                                   colorbar=dict(title=esc(kind[1]))),
+                                       name=esc(kind[1]), hovertemplate=hover))
+        else:
+            if kind[0] == "Group":
+                source = self.group_values if self.group_values is not None else self.rows[self.group_column]
+                category = np.array(["(none)" if source[r] is None else str(source[r]) for r in rows], dtype=object)
+            else:
+                category = np.array([nodes[top_of[int(labels[r])]].name for r in rows], dtype=object)
+            names, counts = np.unique(category, return_counts=True)
+            for k, name in enumerate(names[np.argsort(-counts, kind="stable")]):
+                idx = np.flatnonzero(category == name)
+                fig.add_trace(go.Scattergl(
+                    x=xy[rows[idx], 0], y=xy[rows[idx], 1], mode="markers", name=esc(name)[:60],
+                    customdata=[custom[i] for i in idx], hovertemplate=hover,
+                    marker=dict(size=5, opacity=0.75, color=PALETTE[k % len(PALETTE)])))
+        tops = self.tops[facet]
+        finite, row_tops = np.isfinite(xy).all(axis=1), self.row_tops(facet)
+        tops = [t for t in tops if (finite & (row_tops == t)).any()]
+        centres = [np.median(xy[finite & (row_tops == t)], axis=0) for t in tops]
+        fig.add_trace(go.Scatter(
+            x=[c[0] for c in centres], y=[c[1] for c in centres], mode="markers+text", name="clusters",
+            text=[esc(nodes[t].name)[:40] for t in tops], textposition="top center",
+            customdata=[[t, esc(nodes[t].name), f"{nodes[t].size:,} rows"] for t in tops], hovertemplate=hover,
+            marker=dict(size=[14 + 30 * (nodes[t].size / max(nodes[tops[0]].size, 1)) ** 0.5 for t in tops],
+                        color="rgba(0,0,0,0.08)", line=dict(width=2, color="#333")), showlegend=False))
+        return fig
+
     # ---- JSON API (gradio_client) ----
     def node_dict(self, facet: str, n: Node) -> dict:
         return dict(node_id=n.id, level=n.level, parent_id=n.parent, name=n.name, summary=n.summary,
@@ -301,6 +458,13 @@ CSS = """
 .clio-detail dd { margin: 0; }
 .clio-detail .turn { white-space: pre-wrap; margin: 4px 0; }
 .clio-hits ol { margin: .3em 0; }
+.clio-detail table { border-collapse: collapse; margin: .2em 0 .6em; }
+.clio-detail th, .clio-detail td { padding: 1px 8px 1px 0; text-align: left; font-size: .9em; }
+.clio-detail td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.clio-detail .gbar { display: block; height: 5px; margin: 1px 0; border-radius: 2px; min-width: 1px; }
+.clio-detail .gbar.key { display: inline-block; width: 14px; }
+.clio-detail .gbar.here { background: var(--color-accent); }
+.clio-detail .gbar.all { background: var(--border-color-primary); }
 """
 
 # Expanding fetches one level of children from the server (kids_html); selecting a node asks Python for its
@@ -342,6 +506,27 @@ element.addEventListener('click', async (ev) => {
 });
 """
 
+# The map is a gr.Plot, which has no click event: this hook listens to the plotly figure's own click events and
+# turns a click on a point (its base cluster) or on a cluster circle into a `select` of that node. Gradio may draw
+# a new figure into a new element when the facet or colour changes, so the hook re-attaches whenever the DOM does.
+MAP_JS = """
+const onClick = (ev) => {
+  const p = ev && ev.points && ev.points[0];
+  if (!p || p.customdata == null) return;
+  const node = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
+  trigger('select', {node: Number(node)});
+};
+const attach = () => {
+  const gd = document.querySelector('#clio-map .js-plotly-plot');
+  if (!gd || typeof gd.on !== 'function') return;
+  if (gd._ev && gd._ev.listeners('plotly_click').includes(onClick)) return;
+  gd.on('plotly_click', onClick);
+  gd.dataset.clioHooked = '1';
+};
+new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
+attach();
+"""
+
 GOTO_JS = """
 element.addEventListener('click', (ev) => {
   const a = ev.target.closest('[data-goto]');
@@ -360,8 +545,12 @@ def build_demo(dataset: str) -> gr.Blocks:
     def kids_html(ref: dict) -> str:  # gradio hands a server function all its JS arguments as one value
         return view.kids_html(str(ref.get("facet")), ref.get("node"))
 
-    def on_facet(facet: str):
-        return view.tree_html(facet), view.detail_html(facet, None), view.treemap(facet), "", ""
+    def on_facet(facet: str, colour: str):
+        return (view.tree_html(facet), view.detail_html(facet, None), view.treemap(facet), "", "",
+                view.scatter(facet, colour), view.map_caption(facet))
+
+    def on_colour(facet: str, colour: str):
+        return view.scatter(facet, colour)
 
     def on_tree_select(facet: str, evt: gr.EventData):
         return view.detail_html(facet, getattr(evt, "node", None))
@@ -383,11 +572,11 @@ def build_demo(dataset: str) -> gr.Blocks:
         facet, node = params.get("facet"), params.get("node")
         if facet not in view.trees:
             if node is None:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             facet = default
         n = view.node(facet, node)
         tree = view.open_tree(facet, [n.id], n.id) if n else view.tree_html(facet)
-        return facet, tree, view.detail_html(facet, node), view.treemap(facet)
+        return facet, tree, view.detail_html(facet, node), view.treemap(facet), view.scatter(facet), view.map_caption(facet)
 
     def nodes(facet: str, parent_id: int = -1) -> list[dict]:
         """Top nodes of a facet (parent_id -1) or the children of one node, largest first."""
@@ -418,15 +607,23 @@ def build_demo(dataset: str) -> gr.Blocks:
             with gr.Column(scale=2):
                 detail = gr.HTML(view.detail_html(default, None), js_on_load=GOTO_JS, css_template=CSS,
                                  elem_id="clio-detail", max_height=720)
+        with gr.Row(equal_height=True):
+            colour = gr.Dropdown(view.colour_options(), value=TOP_COLOUR, label="Colour the map by", scale=1,
+                                 elem_id="clio-colour")
+            map_note = gr.HTML(view.map_caption(default) if default else "", js_on_load=MAP_JS, elem_id="clio-map-note",
+                               scale=3)
+        scatter = gr.Plot(view.scatter(default) if default else None, label="Topic map", elem_id="clio-map")
         plot = gr.Plot(view.treemap(default) if default else None, label="Overview", elem_id="clio-treemap")
 
         private = {"api_visibility": "private"}  # UI plumbing; the API is nodes and search
-        facet.input(on_facet, facet, [tree, detail, plot, hits, query], **private)
+        facet.input(on_facet, [facet, colour], [tree, detail, plot, hits, query, scatter, map_note], **private)
+        colour.input(on_colour, [facet, colour], scatter, **private)
+        map_note.select(on_goto, facet, [tree, detail], **private)
         tree.select(on_tree_select, facet, detail, **private)
         hits.select(on_goto, facet, [tree, detail], **private)
         detail.select(on_goto, facet, [tree, detail], **private)
         query.submit(on_search, [facet, query], [tree, detail, hits], **private)
-        demo.load(on_load, None, [facet, tree, detail, plot], **private)
+        demo.load(on_load, None, [facet, tree, detail, plot, scatter, map_note], **private)
         gr.api(nodes, api_name="nodes")
         gr.api(search, api_name="search")
     return demo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,8 @@ TREES: dict[str, dict[str, dict[str, list[str]]]] = {
     },
 }
 LANGUAGES = ["English", "French", "German", "Spanish", "Basque", "Chinese"]
+MODELS = ["model-a", "model-b", "model-c"]
+SKEWED_NODE = "Translation requests"  # model-c answers most of the rows under it; elsewhere the models are even
 
 
 @dataclass
@@ -84,6 +87,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
                         unpublished: tuple[str, ...] = ()) -> SpaceFixture:
     """Write a result folder; node names listed in `unpublished` get `published=False` (adds that column)."""
     rng = random.Random(seed)
+    extra = random.Random(seed + 1)  # draws for the model column and the map, so the trees stay as they were
     path = Path(path)
     (path / "data").mkdir(parents=True, exist_ok=True)
     (path / "hierarchy").mkdir(parents=True, exist_ok=True)
@@ -93,6 +97,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
         concerning[i] = None  # unparsable values exist in real results
     rows: dict[str, list] = {
         "id": [f"conv-{i:04d}" for i in range(n_rows)],
+        "model": [extra.choice(MODELS) for _ in range(n_rows)],
         "conversation": [],
         "duplicate_of": [-1] * n_rows,
         "language": [rng.choice(LANGUAGES) for _ in range(n_rows)],
@@ -116,6 +121,15 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
         rows[f"{facet}_cluster"] = assign
         emb = [[rng.gauss(0, 1) for _ in range(8)] for _ in range(n_rows)]
         rows[f"{facet}_embedding"] = [emb[dup_of.get(i, i)] for i in range(n_rows)]
+        # map points: one blob per base cluster, so a cluster's points sit together as on a real map
+        centre = {k: (extra.uniform(-10, 10), extra.uniform(-10, 10)) for k in range(len(bases))}
+        point = [(centre[a][0] + extra.gauss(0, 0.4), centre[a][1] + extra.gauss(0, 0.4)) for a in assign]
+        rows[f"{facet}_x"] = [point[dup_of.get(i, i)][0] for i in range(n_rows)]
+        rows[f"{facet}_y"] = [point[dup_of.get(i, i)][1] for i in range(n_rows)]
+        if facet == "request":
+            for r, a in enumerate(assign):
+                if bases[a][1] == SKEWED_NODE and extra.random() < 0.8:
+                    rows["model"][r] = "model-c"
         members: dict[int, list[int]] = {}
         for r, a in enumerate(assign):
             members.setdefault(a, []).append(r)
@@ -136,12 +150,14 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
                 next_id += 1
         for n in nodes:
             vals = [concerning[r] for r in n["rows"] if concerning[r] is not None]
+            groups = Counter(rows["model"][r] for r in n["rows"])
             summary = (XSS_SUMMARY if n["name"] == XSS_NAME else
                        f"Conversations about {n['name'][0].lower()}{n['name'][1:]}: {len(n['rows'])} in this sample.")
             hier.append(dict(facet=facet, node_id=n["node_id"], level=n["level"], parent_id=n.get("parent_id"),
                              name=n["name"], summary=summary,
                              name_source="fallback" if n["name"] == "Compose birthday poems" else "llm",
                              size=len(n["rows"]), concerning_mean=sum(vals) / len(vals) if vals else None,
+                             group_counts=[{"group": g, "count": c} for g, c in groups.most_common()],
                              published=n["name"] not in unpublished))
         ids[facet] = {n["name"]: n["node_id"] for n in nodes}
         parents[facet] = {n["node_id"]: n.get("parent_id") for n in nodes}
@@ -156,6 +172,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
 
     features = Features({
         "id": Value("string"),
+        "model": Value("string"),
         "conversation": List({"role": Value("string"), "content": Value("string")}),
         "duplicate_of": Value("int64"),
         "language": Value("string"),
@@ -163,9 +180,13 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
         "request": Value("string"),
         "request_cluster": Value("int64"),
         "request_embedding": List(Value("float32"), length=8),
+        "request_x": Value("float32"),
+        "request_y": Value("float32"),
         "task": Value("string"),
         "task_cluster": Value("int64"),
         "task_embedding": List(Value("float32"), length=8),
+        "task_x": Value("float32"),
+        "task_y": Value("float32"),
     })
     Dataset.from_dict({k: rows[k] for k in features}, features=features).to_parquet(
         path / "data" / "train-00000-of-00001.parquet")
@@ -174,6 +195,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
         "facet": Value("string"), "node_id": Value("int64"), "level": Value("int64"),
         "parent_id": Value("int64"), "name": Value("string"), "summary": Value("string"),
         "name_source": Value("string"), "size": Value("int64"), "concerning_mean": Value("float64"),
+        "group_counts": List({"group": Value("string"), "count": Value("int64")}),
         **({"published": Value("bool")} if unpublished else {}),
     })
     hcols = {k: [h[k] for h in hier] for k in hfeatures}
@@ -192,7 +214,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
             {"name": "concerning", "question": "On a scale of 1 to 5, how concerning is this conversation?",
              "numeric": [1, 5], "summary_criteria": None},
         ],
-        "llm": "smollm2-135m", "embedder": "minilm-l6",
+        "llm": "smollm2-135m", "embedder": "minilm-l6", "group_column": "model",
         "rows": n_rows, "hierarchy_rows": len(hier),
     }
     (path / "clio_run.json").write_text(json.dumps(run, indent=2))

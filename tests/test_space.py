@@ -25,10 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import pytest
 
 from hub_fixtures import hub_env, hub_server, run_hub_client  # noqa: F401  (fixtures are found by name)
-from space_fixture import DEEP_NAME, TREES, XSS_NAME, XSS_SUMMARY, write_space_fixture
+from space_fixture import DEEP_NAME, SKEWED_NODE, TREES, XSS_NAME, XSS_SUMMARY, write_space_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 APP_DIR = ROOT / "spaces_app"
@@ -43,6 +44,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_datasets_cache(tmp_path_factory):
+    """`datasets` caches a local result folder under the folder's name and never re-reads changed files, so a fixture
+    written by an older version of this file would be served from an earlier session's cache: use a fresh one."""
+    import datasets
+
+    old = datasets.config.HF_DATASETS_CACHE
+    datasets.config.HF_DATASETS_CACHE = str(tmp_path_factory.mktemp("hf-datasets-cache"))
+    yield
+    datasets.config.HF_DATASETS_CACHE = old
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +131,49 @@ def test_unpublished_nodes_and_their_subtrees_never_show(app, tmp_path):
     shown = v.kids_html("request", top) + "".join(v.detail_html("request", n) for n in v.trees["request"])
     assert "Python debugging" not in shown and "Fix pandas KeyError" not in shown
     assert v.search("request", "pandas") == [] and "Web front-end work" in shown
+
+
+def test_detail_shows_numeric_means_and_the_group_mix(view, fx):
+    node = view.node("request", fx.ids["request"][SKEWED_NODE])
+    html = view.detail_html("request", node.id)
+    assert "<h4>Numeric facets</h4>" in html and f"{node.means['concerning']:.2f}" in html
+    assert f"{view.overall_means['concerning']:.2f}" in html
+    assert "Groups: model" in html
+    mine, whole = view.group_counts["request"][node.id], view.overall_groups("request")
+    assert sum(mine.values()) == node.size and sum(whole.values()) == sum(view.trees["request"][t].size for t in view.tops["request"])
+    assert mine["model-c"] / node.size > whole["model-c"] / sum(whole.values()) + 0.2  # the node over-represents it
+    first_row = re.search(r'<tr data-group="([^"]+)">', html).group(1)
+    assert first_row == "model-c"  # the node's largest group first
+    means = view.means_html("task", view.node("task", view.tops["task"][0]))
+    assert "Groups" not in means and means.count("<tr>") == 2  # a header and the one numeric facet
+
+
+def test_map_draws_a_bounded_stratified_sample(app, view, fx, monkeypatch):
+    fig = view.scatter("request")
+    drawn = sum(len(t.customdata) for t in fig.data if t.name != "clusters")
+    assert drawn == int(view.original.sum())  # small result: every original row is drawn
+    assert {t.name for t in fig.data} >= {view.trees["request"][t].name for t in view.tops["request"]} | {"clusters"}
+    monkeypatch.setattr(app, "MAP_POINTS", 60)
+    monkeypatch.setattr(app, "MAP_MIN_PER_CLUSTER", 25)
+    rows = view.map_sample("request")
+    assert len(rows) <= 60 + 3 * 25 and np.array_equal(rows, view.map_sample("request"))  # bounded, seeded
+    tops = view.row_tops("request")[rows]
+    assert all((tops == t).sum() >= 25 for t in view.tops["request"])  # every top-level cluster keeps points
+    assert view.original[rows].all()  # duplicates share their original's point and are not drawn twice
+    caption = view.map_caption("request")
+    assert f'data-drawn="{len(rows)}"' in caption and "stratified" in caption
+    by_score = view.scatter("request", "Score: concerning")
+    assert by_score.data[0].marker.showscale and len(by_score.data[0].customdata) == len(rows)
+    by_group = view.scatter("request", "Group: model")
+    assert {t.name for t in by_group.data} == {"model-a", "model-b", "model-c", "clusters"}
+    hover = by_group.data[0].customdata[0]
+    assert " › " in hover[1] and hover[2].startswith("The user asks to")
+
+
+def test_map_text_is_escaped(view, fx):
+    fig = view.scatter("request")
+    shown = [c[1] for t in fig.data for c in t.customdata]
+    assert not any("<img" in s for s in shown) and any("&lt;img src=x onerror=alert(1)&gt;" in s for s in shown)
 
 
 # ---- served app: gradio_client, then a real browser ----------------------------------------------------------------
@@ -302,6 +358,76 @@ def test_treemap_renders_and_follows_the_facet(page, tops):
         "() => document.querySelector('#clio-treemap').innerText.includes('Code generation and repair')")
 
 
+MAP_POINTS_JS = """() => {
+  const gd = document.querySelector('#clio-map .js-plotly-plot');
+  const L = gd._fullLayout, box = gd.getBoundingClientRect();
+  const at = (t, i) => [box.left + L._size.l + L.xaxis.d2p(t.x[i]), box.top + L._size.t + L.yaxis.d2p(t.y[i])];
+  const circles = gd._fullData.find((t) => t.name === 'clusters');
+  const out = {circles: circles.x.map((x, i) => ({xy: at(circles, i), node: circles.customdata[i][0],
+                                                  name: circles.customdata[i][1]}))};
+  const points = gd._fullData.filter((t) => t.name !== 'clusters')
+    .flatMap((t) => [...Array(t.x.length).keys()].map((i) => ({xy: at(t, i), node: t.customdata[i][0]})));
+  const away = (p, q, d) => Math.hypot(p.xy[0] - q.xy[0], p.xy[1] - q.xy[1]) > d;
+  // a point far from every circle and from every other cluster's points, so a click on it can only mean it
+  out.point = points.find((p) => out.circles.every((c) => away(p, c, 45))
+                               && points.every((q) => q.node === p.node || away(p, q, 20)));
+  return out;
+}"""
+
+
+def wait_for_map(page):
+    page.wait_for_selector("#clio-map .js-plotly-plot[data-clio-hooked]")
+    page.wait_for_function("() => document.querySelector('#clio-map .js-plotly-plot')._fullData.length > 1")
+
+
+def test_topic_map_hover_and_click_open_clusters_in_the_tree(page, fx):
+    open_app(page)
+    wait_for_map(page)
+    assert "Click a point or a circle" in page.locator("#clio-map-note").inner_text()
+    spots = page.evaluate(MAP_POINTS_JS)
+    circle = next(c for c in spots["circles"] if c["name"] == "Everyday questions and advice")
+    page.mouse.move(*circle["xy"])
+    page.wait_for_function("() => document.querySelector('#clio-map .hoverlayer').textContent.includes('Everyday')")
+    assert "rows" in page.evaluate("() => document.querySelector('#clio-map .hoverlayer').textContent")
+    page.mouse.click(*circle["xy"])
+    page.wait_for_selector(".clio-detail h3 >> text=Everyday questions and advice")
+    assert "sel" in row(page, "Everyday questions and advice").get_attribute("class")
+    assert page.url.endswith(f"?facet=request&node={circle['node']}")
+
+    page.locator("#clio-map").scroll_into_view_if_needed()  # the opened detail pane moves the map down
+    point = page.evaluate(MAP_POINTS_JS).get("point")
+    assert point is not None, "every point of the fixture map sits under a cluster circle"
+    page.mouse.move(*point["xy"])
+    page.wait_for_function("() => document.querySelector('#clio-map .hoverlayer').textContent.includes('The user asks to')")
+    page.mouse.click(*point["xy"])
+    page.wait_for_selector(f'.clio-detail[data-node="{point["node"]}"]')  # the point's base cluster
+    assert node_row(page, point["node"]).is_visible()  # its path in the tree is open
+    assert "sel" in node_row(page, point["node"]).get_attribute("class")
+
+
+def test_detail_panel_shows_the_group_mix_in_the_browser(page, fx):
+    open_app(page, f"?facet=request&node={fx.ids['request'][SKEWED_NODE]}")
+    page.wait_for_selector(f".clio-detail h3 >> text={SKEWED_NODE}")
+    groups = page.locator(".clio-detail table.clio-groups tr[data-group]")
+    assert groups.first.get_attribute("data-group") == "model-c" and groups.count() == 3
+    assert "concerning" in page.locator(".clio-detail table.clio-means").inner_text()
+
+
+def test_map_colours_by_group_and_by_score(page):
+    open_app(page)
+    wait_for_map(page)
+    page.locator("#clio-colour input").click()
+    page.get_by_role("option", name="Group: model").click()
+    page.wait_for_function("() => [...document.querySelectorAll('#clio-map .legendtext')].some(e => e.textContent === 'model-c')")
+    page.locator("#clio-colour input").click()
+    page.get_by_role("option", name="Score: concerning").click()
+    page.wait_for_selector("#clio-map .colorbar")
+    page.locator("#clio-facet input").click()
+    page.get_by_role("option", name="task").click()  # a new facet redraws its own map, and clicks still open nodes
+    page.wait_for_function("() => document.querySelector('#clio-map-note').innerText.includes('Topic map of task')")
+    wait_for_map(page)
+
+
 # ---- a REAL result: conftest's real_result_dir (SmolLM2-135M + MiniLM on ShareGPT rows) ----------------------------
 # The synthetic fixture above carries the hand-made cases (the XSS node, duplicates, unpublished nodes); these check
 # that what the pipeline really writes renders, expands, searches and deep-links the same way. They also take the
@@ -377,6 +503,17 @@ def test_real_result_renders_without_a_browser(app, real_result_dir, real_tree):
     assert view.kids_html("request", parent).count('class="cn') == len(real_tree["kids"][parent])
     samples = view.samples("request", parent)
     assert samples and all(s["conversation"] and s["request"] for s in samples)
+
+
+def test_real_result_map_draws_every_row(app, real_result_dir, real_tree):
+    view = app.ClioView(str(real_result_dir))
+    fig = view.scatter("request")
+    points = [c for t in fig.data if t.name != "clusters" for c in t.customdata]
+    with_point = view.original & np.isfinite(view.xy["request"]).all(axis=1) & (view.clusters["request"] >= 0)
+    assert len(points) == int(with_point.sum()) > 0
+    assert {c[0] for c in points} <= set(real_tree["nodes"])  # every point names a node of the tree
+    circles = next(t for t in fig.data if t.name == "clusters")
+    assert [c[0] for c in circles.customdata] == real_tree["tops"]
 
 
 def test_real_result_tree_renders_and_expands(real_page, real_tree):

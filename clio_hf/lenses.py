@@ -1,0 +1,226 @@
+"""Quality lenses: built-in numeric facets that rate a dataset's quality, each with a one-sentence rationale.
+
+A lens is a numeric `Facet` (column `<lens>`, int64): like every numeric facet, its score is *chosen* by the LLM among
+the allowed digits, so it always parses. `explain_scores` then asks, in the same conversation, why that score was
+given, and stores the answer in `<lens>_rationale`. Asking after the score (rather than before) keeps the score the
+model's first-token judgement, which greedy digit choice makes reproducible, and lets the rationale reuse the
+conversation's key/value cache.
+
+Bands, for summaries: on a 1-4 scale 1 Poor, 2 Low, 3 Medium, 4 Good; on a 1-5 scale 1 Poor, 2 Low, 3 Medium, 4-5 Good.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import datasets
+from datasets.fingerprint import Hasher
+
+from . import columns as C
+from . import prompts
+from .config import FacetConfig
+from .facets import Facet
+from .llm import LLM
+
+logger = logging.getLogger(__name__)
+
+BANDS = ("Poor", "Low", "Medium", "Good")
+SCALES = ((1, 4), (1, 5))
+_VERSION = 1  # bump when the rationale row function changes, so cached maps are recomputed
+
+
+@dataclass(frozen=True)
+class Lens(Facet):
+    """A numeric facet on a 1-4 or 1-5 quality scale whose scores get a rationale column and bands in summaries.
+
+    `needs_response`: the lens judges an answer against its instruction, so every row must hold both (a conversation
+    with an assistant turn, or `columns=[instruction, output]`).
+    """
+
+    needs_response: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.numeric not in SCALES or self.clustered:
+            raise ValueError(f"Lens {self.name!r}: numeric must be (1, 4) or (1, 5) and it cannot be clustered.")
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "lens": True, "needs_response": self.needs_response}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Lens:
+        data = {k: v for k, v in data.items() if k != "lens"}
+        data["numeric"] = tuple(data["numeric"])
+        return cls(**data)
+
+
+def band(score: int | None, scale: tuple[int, int]) -> str | None:
+    """The band of a score: 1 Poor, 2 Low, 3 Medium, 4 Good (and 5 Good on a 1-5 scale); None for no score."""
+    if score is None:
+        return None
+    if tuple(scale) not in SCALES or not scale[0] <= score <= scale[1]:
+        raise ValueError(f"band: score {score!r} is not on a lens scale {list(SCALES)} (got scale {tuple(scale)}).")
+    return BANDS[min(score, 4) - 1]
+
+
+TEXTBOOK_QUALITY = Lens(
+    name="Textbook quality",
+    question=(
+        "How well would this text serve as a page of a good textbook, on a scale from 1 to 5? Judge whether it is "
+        "correct, clearly written, well organised and explains its ideas step by step. 1 means no teaching value "
+        "(spam, boilerplate, fragments or chit-chat); 2 means some facts but disorganised or shallow; 3 means a "
+        "usable explanation with gaps; 4 means a clear, accurate explanation; 5 means an excellent, complete lesson."
+    ),
+    numeric=(1, 5),
+)
+LEARNING_VALUE = Lens(
+    name="Learning value",
+    question=(
+        "How much could a reader learn from this text, on a scale from 1 to 5? Consider new knowledge, reasoning "
+        "that can be followed, and skills that transfer to other problems. 1 means nothing to learn; 2 means a "
+        "little common knowledge; 3 means some useful facts or steps; 4 means substantial knowledge or reasoning; "
+        "5 means rich, reusable insight."
+    ),
+    numeric=(1, 5),
+)
+CODE_QUALITY = Lens(
+    name="Code quality",
+    question=(
+        "How good is the program code in this text, on a scale from 1 to 4? Judge whether it is correct, readable, "
+        "idiomatic and explained. 1 means there is no code, or the code is broken or unreadable; 2 means it works "
+        "only partly or is hard to follow; 3 means it is correct and readable with minor issues; 4 means it is "
+        "correct, clean and well explained."
+    ),
+    numeric=(1, 4),
+)
+INSTRUCTION_FOLLOWING = Lens(
+    name="Instruction following",
+    question=(
+        "How well does the response do what the instruction asked, on a scale from 1 to 4? Judge whether every part "
+        "of the request is addressed, constraints are respected and nothing irrelevant is added. 1 means it ignores "
+        "or contradicts the instruction; 2 means it addresses part of it; 3 means it does what was asked with small "
+        "lapses; 4 means it follows the instruction fully."
+    ),
+    numeric=(1, 4),
+    needs_response=True,
+)
+
+LENSES: dict[str, Lens] = {lens.column: lens for lens in (TEXTBOOK_QUALITY, LEARNING_VALUE, CODE_QUALITY, INSTRUCTION_FOLLOWING)}
+
+
+def rationale_column(lens: Facet, prefix: str = "") -> str:
+    return f"{prefix}{lens.column}_rationale"
+
+
+def check_lens_inputs(ds: datasets.Dataset, facets: Sequence[Facet], *, columns: Sequence[str] | None = None,
+                      column_prefix: str = "") -> None:
+    """Stop before any facet is extracted if a lens that judges a response gets rows without one.
+
+    A row qualifies when its conversation has an assistant turn with text, or when it was built from several columns
+    (`columns=[instruction, output]`), whose one user turn then holds both parts.
+    """
+    judged = [f for f in facets if isinstance(f, Lens) and f.needs_response]
+    if not judged or (columns is not None and len(columns) >= 2):
+        return
+    column = column_prefix + C.CONVERSATION
+    for row, conversation in enumerate(ds[column]):
+        if not any(turn["role"] == "assistant" and (turn["content"] or "").strip() for turn in conversation or []):
+            raise ValueError(
+                f"The lens {judged[0].name!r} needs an instruction and an output, but row {row} (column {column!r}) "
+                "has no assistant turn. Pass columns=['instruction', 'output'] (CLI --columns instruction,output) or a "
+                "conversation column with responses."
+            )
+
+
+def explain_scores(
+    ds: datasets.Dataset,
+    llm: LLM,
+    *,
+    facets: Sequence[Facet],
+    config: FacetConfig = FacetConfig(),
+    column_prefix: str = "",
+) -> datasets.Dataset:
+    """Add `<lens>_rationale` (string; null when the score is null or no answer parsed) for every `Lens` in `facets`.
+
+    Args:
+        ds: rows with `conversation` and the lens score columns (see `extract_facets`).
+        llm: any `clio_hf.LLM`.
+        facets: the run's facets; those that are not lenses are left alone.
+        config: `rationale_max_new_tokens`, retries, sharding.
+        column_prefix: prefix of the columns read and added.
+
+    Example:
+        >>> ds = explain_scores(extract_facets(ds, llm, facets=[LEARNING_VALUE]), llm, facets=[LEARNING_VALUE])
+        >>> ds["learning_value_rationale"][0]
+        'Because it explains how binary search halves the interval.'
+    """
+    lenses = [f for f in facets if isinstance(f, Lens)]
+    if not lenses:
+        return ds
+    C.require_columns(ds, [column_prefix + C.CONVERSATION, *(C.facet_column(f, column_prefix) for f in lenses)], "explain_scores")
+    num_shards = min(config.num_shards or max(1, math.ceil(len(ds) / config.rows_per_shard)), len(ds))
+    bounds = [round(i * len(ds) / num_shards) for i in range(num_shards + 1)]
+    features = datasets.Features({rationale_column(f, column_prefix): datasets.Value("string") for f in lenses})
+    task = _RationaleTask(llm, lenses, config, column_prefix)
+    pieces = []
+    for index in range(num_shards):
+        shard = ds.select(range(bounds[index], bounds[index + 1]))
+        fingerprint = Hasher.hash([ds._fingerprint, "explain_scores", _VERSION, index, num_shards, [f.to_dict() for f in lenses],
+                                   llm.model_id, prompts.PROMPT_VERSION, config.rationale_max_new_tokens,
+                                   config.max_retries, config.retry_temperature, column_prefix])
+        pieces.append(shard.map(task, batched=True, batch_size=config.batch_size, with_indices=True,
+                                fn_kwargs={"offset": bounds[index]}, remove_columns=shard.column_names, features=features,
+                                new_fingerprint=fingerprint, desc=f"Rationales shard {index + 1}/{num_shards}"))
+    added = datasets.concatenate_datasets(pieces)
+    for lens in lenses:
+        missing = sum(v is None for v in added[rationale_column(lens, column_prefix)])
+        if missing:
+            logger.warning("explain_scores: %d of %d %r rationales are null.", missing, len(added), lens.name)
+    return datasets.concatenate_datasets([ds, added], axis=1)
+
+
+class _RationaleTask:
+    """The batched row function: every lens of a batch of rows, back to back, so each conversation's cache is reused."""
+
+    def __init__(self, llm: LLM, lenses: Sequence[Lens], config: FacetConfig, prefix: str):
+        self.llm, self.lenses, self.config, self.prefix = llm, lenses, config, prefix
+
+    def __call__(self, batch: dict, indices: list[int], offset: int) -> dict:
+        texts = [prompts.transcript(c) for c in batch[self.prefix + C.CONVERSATION]]
+        out = {}
+        for lens in self.lenses:
+            scores = batch[C.facet_column(lens, self.prefix)]
+            chats = {
+                i: prompts.facet_prompt(texts[i], prompts.rationale_question(lens, s, band(s, lens.numeric)),
+                                        prompts.rationale_answer_prefill())
+                for i, s in enumerate(scores) if s is not None
+            }
+            rows = {i: offset + indices[i] for i in chats}
+            out[rationale_column(lens, self.prefix)] = self._generate(lens, chats, rows, len(scores))
+        return out
+
+    def _generate(self, lens: Lens, chats: dict[int, list], rows: dict[int, int], size: int) -> list[str | None]:
+        values: list[str | None] = [None] * size
+        pending = list(chats)
+        for attempt in range(self.config.max_retries + 1):
+            if not pending:
+                break
+            sampled = attempt > 0
+            outputs = self.llm.generate(
+                [chats[i] for i in pending], max_new_tokens=self.config.rationale_max_new_tokens, stop=["</answer>"],
+                temperature=self.config.retry_temperature if sampled else 0.0,
+                seeds=[zlib.crc32(f"{rows[i]}:{lens.column}:rationale:{attempt}".encode()) for i in pending] if sampled else None,
+            )
+            still = []
+            for i, text in zip(pending, outputs):
+                answer = prompts.parse_open_answer(text)
+                if answer is None:
+                    still.append(i)
+                else:
+                    values[i] = prompts.join_prefill(prompts.RATIONALE_PREFILL, answer)
+            pending = still
+        return values

@@ -1,0 +1,110 @@
+"""Stage 4b: `project_facets` puts every row of each clustered facet on a 2D topic map (`<facet>_x`, `<facet>_y`).
+
+UMAP with the cosine metric, seeded, on the facet embeddings. Identical vectors (duplicates, repeated answers) are
+placed once and share their point, so repeated text neither distorts the neighbour graph nor costs time. For scale,
+UMAP is fitted on a seeded sample of `fit_rows` distinct vectors and the rest are placed with `transform` in batches,
+so memory and fit time stay bounded however many rows there are. Below `min_umap_rows` distinct vectors, where a
+neighbour graph has too few points to mean anything, an exact PCA stands in (deterministic: eigenvectors of the
+covariance with a fixed sign).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import datasets
+import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from . import columns as C
+from .cluster import embedding_matrix
+from .config import ProjectionConfig
+from .facets import MAIN_FACETS, Facet
+
+logger = logging.getLogger(__name__)
+
+UMAP_INSTALL = "pip install umap-learn"
+
+
+def project_facets(
+    ds: datasets.Dataset,
+    *,
+    facets: Sequence[Facet] = MAIN_FACETS,
+    config: ProjectionConfig = ProjectionConfig(),
+    column_prefix: str = "",
+) -> datasets.Dataset:
+    """Add `<facet>_x` and `<facet>_y` (float32; null where the embedding is null) for every clustered facet.
+
+    Args:
+        ds: rows with `<facet>_embedding` columns (see `embed_facets`).
+        facets: the run's facets; only clustered ones are projected.
+        config: method (`auto`, `umap`, `pca`, `none`), sample size, UMAP parameters, seed.
+        column_prefix: prefix of the columns read and added.
+
+    Example:
+        >>> ds = project_facets(embed_facets(ds, embedder, facets=[REQUEST]), facets=[REQUEST])
+        >>> ds["request_x"][:2]
+        [3.91, -1.27]
+    """
+    if config.method == "none":
+        return ds
+    clustered = [f for f in facets if f.clustered]
+    C.require_columns(ds, [C.embedding_column(f, column_prefix) for f in clustered], "project_facets")
+    for facet in clustered:
+        vectors, present = embedding_matrix(ds, C.embedding_column(facet, column_prefix))
+        coordinates = project(vectors[present], config) if present.any() else np.zeros((0, 2), np.float32)
+        for axis, name in enumerate(C.projection_columns(facet, column_prefix)):
+            values = np.zeros(len(ds), dtype=np.float32)
+            values[present] = coordinates[:, axis]
+            ds = ds.add_column(name, pa.array(values, mask=~present), feature=datasets.Value("float32"))
+        logger.info("project_facets: %s -> %d points", facet.name, int(present.sum()))
+    return ds
+
+
+def project(vectors: np.ndarray, config: ProjectionConfig = ProjectionConfig()) -> np.ndarray:
+    """(n, 2) float32 coordinates of (n, d) vectors; identical rows get identical points."""
+    distinct, inverse = np.unique(np.ascontiguousarray(vectors, dtype=np.float32), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    use_umap = config.method == "umap" or (config.method == "auto" and len(distinct) >= config.min_umap_rows)
+    if use_umap and len(distinct) <= config.n_neighbors:
+        raise ValueError(f"project: UMAP needs more than n_neighbors={config.n_neighbors} distinct vectors; got "
+                         f"{len(distinct)}. Use method='auto' or 'pca'.")
+    points = _umap(distinct, config) if use_umap else _pca(distinct)
+    return points[inverse].astype(np.float32)
+
+
+def _pca(vectors: np.ndarray) -> np.ndarray:
+    """The first two principal components; each axis's largest loading is positive, so the result is unique."""
+    centred = vectors.astype(np.float64) - vectors.mean(axis=0, keepdims=True)
+    _, eigenvectors = np.linalg.eigh(centred.T @ centred)
+    axes = eigenvectors[:, ::-1][:, :2]  # eigh sorts ascending
+    if axes.shape[1] < 2:
+        axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
+    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(2)])
+    return centred @ (axes * np.where(signs == 0, 1, signs))
+
+
+def _umap(vectors: np.ndarray, config: ProjectionConfig) -> np.ndarray:
+    try:
+        import umap
+    except ImportError as error:
+        raise ImportError(f"The topic map needs umap-learn: {UMAP_INSTALL} (or ProjectionConfig(method='pca'))") from error
+    rng = np.random.default_rng(config.seed)
+    fit = np.sort(rng.choice(len(vectors), size=config.fit_rows, replace=False)) if len(vectors) > config.fit_rows else np.arange(len(vectors))
+    reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=config.n_neighbors, min_dist=config.min_dist,
+                        random_state=config.seed, n_jobs=1)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module="umap")  # "n_jobs overridden by random_state"
+        points = np.zeros((len(vectors), 2), dtype=np.float64)
+        points[fit] = reducer.fit_transform(vectors[fit])
+        rest = np.setdiff1d(np.arange(len(vectors)), fit)
+        if len(rest):
+            logger.info("project: UMAP fitted on %d of %d distinct vectors; placing the rest", len(fit), len(vectors))
+        for start in tqdm(range(0, len(rest), config.transform_batch_size), desc="Topic map: placing rows",
+                          disable=len(rest) == 0):
+            batch = rest[start : start + config.transform_batch_size]
+            points[batch] = reducer.transform(vectors[batch])
+    return points

@@ -1,0 +1,81 @@
+"""The topic map (`clio_hf.projection`): shapes, determinism, duplicates, nulls, PCA below the UMAP threshold, and a
+real UMAP fit on a sample with the rest placed by `transform`."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+
+from clio_hf.config import ProjectionConfig
+from clio_hf.facets import LANGUAGE, REQUEST
+from clio_hf.projection import project, project_facets
+
+
+def _unit(rows: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(rows, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _dataset(vectors: np.ndarray, missing: tuple[int, ...] = ()) -> datasets.Dataset:
+    feature = datasets.List(datasets.Value("float32"), length=vectors.shape[1])
+    column = [None if i in missing else v.tolist() for i, v in enumerate(vectors)]
+    return datasets.Dataset.from_dict({"id": list(range(len(vectors))), "request_embedding": column},
+                                      features=datasets.Features({"id": datasets.Value("int64"), "request_embedding": feature}))
+
+
+def test_small_data_gets_a_deterministic_pca():
+    vectors = _unit(20)
+    vectors = np.vstack([vectors, vectors[:3]])  # repeated answers share a point
+    points = project(vectors)
+    assert points.shape == (23, 2) and points.dtype == np.float32
+    assert np.array_equal(points[20:], points[:3])
+    assert np.array_equal(project(vectors), points)
+    distinct = vectors[:20].astype(np.float64)  # the PCA is of the distinct vectors
+    centred = distinct - distinct.mean(axis=0)
+    top = np.linalg.svd(centred, full_matrices=False)[2][:2]
+    assert np.allclose(np.abs(points[:20]), np.abs(centred @ top.T), atol=1e-4)  # the first two principal components
+    assert project(vectors[:1]).tolist() == [[0.0, 0.0]]  # one row still gets a point
+
+
+def test_project_facets_adds_float_columns_and_keeps_nulls():
+    ds = _dataset(_unit(12), missing=(4,))
+    out = project_facets(ds, facets=[REQUEST, LANGUAGE])
+    assert out.column_names == ["id", "request_embedding", "request_x", "request_y"]  # only clustered facets
+    assert out.features["request_x"] == datasets.Value("float32")
+    assert out["request_x"][4] is None and out["request_y"][4] is None
+    assert sum(v is None for v in out["request_x"]) == 1
+    assert out.select_columns(["id", "request_embedding"]).to_dict() == ds.to_dict()
+    assert project_facets(ds, facets=[REQUEST], config=ProjectionConfig(method="none")) is ds
+    with pytest.raises(ValueError, match="no column"):
+        project_facets(ds.remove_columns("request_embedding"), facets=[REQUEST])
+
+
+def test_umap_fits_a_sample_and_transforms_the_rest_deterministically():
+    # three well separated groups of directions: the map must keep them apart
+    rng = np.random.default_rng(1)
+    centres = _unit(3, dim=24, seed=7) * 4
+    vectors = np.vstack([c + rng.normal(scale=0.3, size=(30, 24)) for c in centres]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    config = ProjectionConfig(fit_rows=60, min_umap_rows=48, n_neighbors=10, transform_batch_size=16)
+    points = project(vectors, config)
+    assert points.shape == (90, 2) and np.isfinite(points).all()
+    assert np.array_equal(project(vectors, config), points)  # seeded: the same map again
+    labels = np.repeat(np.arange(3), 30)
+    means = np.array([points[labels == k].mean(axis=0) for k in range(3)])
+    spread = max(np.linalg.norm(points[labels == k] - means[k], axis=1).mean() for k in range(3))
+    gaps = min(np.linalg.norm(means[a] - means[b]) for a in range(3) for b in range(a + 1, 3))
+    assert gaps > 2 * spread  # transformed rows land with their group, not at random
+    with pytest.raises(ValueError, match="n_neighbors"):
+        project(vectors[:8], ProjectionConfig(method="umap"))
+
+
+def test_real_result_has_a_map_for_each_clustered_facet(real_result):
+    data = real_result.data
+    for facet in ("request", "task"):
+        assert data.features[f"{facet}_x"] == datasets.Value("float32")
+        has_vector = [v is not None for v in data[f"{facet}_embedding"]]
+        assert [v is not None for v in data[f"{facet}_x"]] == has_vector
+        points = np.array([(x, y) for x, y in zip(data[f"{facet}_x"], data[f"{facet}_y"]) if x is not None])
+        assert len(np.unique(points, axis=0)) > 1
+    assert real_result.info["config"]["projection"]["method"] == "auto"
