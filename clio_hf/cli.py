@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--public", action="store_true", help="with --push-to-hub: make the repo public")
     annotate.add_argument("--stream", action="store_true", help="stream the source from the Hub (with --limit)")
     annotate.add_argument("--cache-dir", help="where finished work is kept for resuming (default ~/.cache/clio_hf)")
+    annotate.add_argument("--engine", choices=["local", "ray"], default="local",
+                          help="where facet extraction and embedding run: this process, or Ray actors (one model each)")
+    annotate.add_argument("--ray-address", help="with --engine ray: an existing cluster (ray://HOST:10001 or auto); default a local one")
+    annotate.add_argument("--num-workers", type=int, help="with --engine ray: model actors per stage (default one per GPU, else per CPU)")
 
     view = commands.add_parser("view", help="browse a result in the Gradio app")
     view.add_argument("dataset", help="result folder or Hub repo id")
@@ -78,6 +82,9 @@ def _annotate(args) -> int:
         column_prefix=args.column_prefix,
         stream=args.stream,
         cache_dir=args.cache_dir,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        num_workers=args.num_workers,
     )
     if args.out:
         result.save_to_disk(args.out)

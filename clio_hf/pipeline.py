@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import numpy as np
@@ -21,6 +22,7 @@ from . import columns as C
 from .cluster import cluster_facets
 from .config import ClioConfig
 from .conversations import to_conversations
+from .distributed import RayEngine
 from .embed import Embedder, embed_facets, load_embedder
 from .extract import extract_facets
 from .facets import MAIN_FACETS, Facet, resolve_facets
@@ -54,6 +56,9 @@ def annotate(
     column_prefix: str = "",
     stream: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    engine: Literal["local", "ray"] | RayEngine = "local",
+    ray_address: str | None = None,
+    num_workers: int | None = None,
 ) -> ClioResult:
     """Facets, embeddings, base clusters and a named hierarchy for every row of a dataset.
 
@@ -69,6 +74,9 @@ def annotate(
         column_prefix: prefix for every added column, for inputs that already use clio_hf's names.
         cache_dir: where finished work is kept so that a rerun resumes (default `$CLIO_HF_CACHE` or
             `~/.cache/clio_hf`).
+        engine: `"local"` runs every stage in this process; `"ray"` (or a `clio_hf.distributed.RayEngine`) runs facet
+            extraction and embedding on Ray actors, one model each, at `ray_address` (default: a local Ray cluster)
+            with `num_workers` actors. Same columns and the same cache either way.
 
     Returns:
         A `ClioResult`: `.data` (the input rows, row-aligned, plus the added columns) and `.hierarchy`.
@@ -78,6 +86,8 @@ def annotate(
         >>> result.hierarchy.filter(lambda n: n["parent_id"] is None)["name"]
     """
     facets = resolve_facets(facets)
+    ray_engine = _ray_engine(engine, ray_address, num_workers)
+    llm_spec, embedder_spec = llm, embedder
     timings: dict[str, float] = {}
     run_key = Hasher.hash([_source_identity(source), split, limit, sample, seed, stream])
     workdir = Path(cache_dir or default_cache_dir()) / "runs" / run_key
@@ -102,9 +112,15 @@ def annotate(
         unique = conversations.select(originals, new_fingerprint=Hasher.hash([conversations._fingerprint, "originals"]))
 
     with _timed(timings, "extract_facets"):
-        unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
+        if ray_engine is not None and llm is not None:
+            unique = ray_engine.extract_facets(unique, llm_spec, model_id=llm.model_id, facets=facets, config=config.facets, column_prefix=column_prefix)
+        else:
+            unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
     with _timed(timings, "embed_facets"):
-        if embedder is not None:
+        if embedder is not None and ray_engine is not None:
+            unique = ray_engine.embed_facets(unique, embedder_spec, dimension=int(embedder.encode(["dimension probe"]).shape[1]),
+                                             model_id=embedder.model_id, facets=facets, config=config.embed, column_prefix=column_prefix)
+        elif embedder is not None:
             unique = embed_facets(unique, embedder, facets=facets, config=config.embed, column_prefix=column_prefix)
 
     with _timed(timings, "cluster_facets"):
@@ -136,10 +152,25 @@ def annotate(
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "parse_failures": {f.column: sum(v is None for v in unique[C.facet_column(f, column_prefix)]) for f in facets},
         "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
+        "engine": "local" if ray_engine is None else {"name": "ray", "address": ray_engine.address, "num_workers": ray_engine.num_workers,
+                                                       "shards_computed": sum(w["stage"] == "extract_facets" for w in ray_engine.work),
+                                                       "workers": len({(w["host"], w["pid"]) for w in ray_engine.work})},
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     logger.info("annotate: done in %.1f s (%s)", sum(timings.values()), ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return ClioResult(data=data, hierarchy=hierarchy, info=info)
+
+
+def _ray_engine(engine, address: str | None, num_workers: int | None) -> RayEngine | None:
+    if isinstance(engine, RayEngine):
+        return engine
+    if engine == "ray":
+        return RayEngine(address=address, num_workers=num_workers)
+    if engine != "local":
+        raise ValueError(f"engine={engine!r}: use 'local' or 'ray' (or a clio_hf.distributed.RayEngine).")
+    if address or num_workers:
+        raise ValueError("ray_address= and num_workers= need engine='ray'.")
+    return None
 
 
 def _broadcast_to_duplicates(conversations: datasets.Dataset, unique: datasets.Dataset, duplicate_of: np.ndarray, originals: np.ndarray) -> datasets.Dataset:
