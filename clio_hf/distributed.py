@@ -81,6 +81,8 @@ class RayEngine:
                                 config=config, column_prefix=column_prefix)
                     self.work.append({"stage": "extract_facets", "shard": plan.index, "rows": plan.stop - plan.start,
                                       "prompts": done["prompts"], "pid": done["pid"], "host": done["host"]})
+                    logger.info("ray extract_facets: shard %d/%d written (%d prompts by pid %d on %s)",
+                                plan.index + 1, len(plans), done["prompts"], done["pid"], done["host"])
         # Every LLM facet is cached now; this assembles the columns (and computes the LLM-free facets) on the driver.
         return extract_facets(ds, names, facets=facets, config=config, column_prefix=column_prefix)
 

@@ -379,7 +379,7 @@ def _nearest_outside(vectors: np.ndarray, members_of: list[np.ndarray], centroid
     """
     similar = centroids @ centroids.T
     np.fill_diagonal(similar, -np.inf)
-    neighbours = np.argsort(-similar, axis=1, kind="stable")[:, :neighbour_clusters]
+    neighbours = np.argsort(-similar, axis=1, kind="stable")[:, :min(neighbour_clusters, len(centroids) - 1)]  # self sorts last
     out = []
     for cluster, centroid in enumerate(centroids):
         pool = np.sort(np.concatenate([members_of[c] for c in neighbours[cluster]] or [np.zeros(0, dtype=np.int64)]))

@@ -18,6 +18,7 @@ export HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARA
 phase core-pipeline python -m pytest -q -p no:cacheprovider tests/test_prompts.py tests/test_sources.py \
   tests/test_conversations.py tests/test_llm.py tests/test_extract.py tests/test_cluster.py tests/test_hierarchy.py tests/test_pipeline.py
 phase hub-and-space python -m pytest -q -p no:cacheprovider tests/test_result.py tests/test_hub_roundtrip.py tests/test_space.py
+phase ray-and-scale python -m pytest -q -p no:cacheprovider tests/test_ray.py tests/test_scale.py
 echo "=== phase times"
 printf '%s\n' "${PHASES[@]}"
 exit $status
