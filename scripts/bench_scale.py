@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--topics", type=int, default=40)
     parser.add_argument("--subtopics", type=int, default=100, help="per topic")
     parser.add_argument("--max-base-clusters", type=int, default=2000)
-    parser.add_argument("--points-per-centroid", type=int, default=64, help="k-means training sample per centroid")
+    parser.add_argument("--points-per-centroid", type=int, default=40, help="k-means training sample per centroid")
     parser.add_argument("--name-sample", type=int, default=6, help="prompts of each kind replayed through the real LLM")
     parser.add_argument("--workdir", help="where the Arrow file goes (default: a temporary folder)")
     args = parser.parse_args()
