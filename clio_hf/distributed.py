@@ -16,6 +16,7 @@ import os
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -61,7 +62,7 @@ class RayEngine:
             # One Ray row per shard, so a batch of 1 is exactly one shard and micro-batches match the in-process path.
             table = pa.table({
                 "shard": [p.index for p in todo],
-                "conversations": [p.select(ds)[conversation] for p in todo],
+                "conversations": [list(p.select(ds)[conversation]) for p in todo],
             })
             shards = ray.data.from_arrow(table, override_num_blocks=len(todo)).map_batches(
                 _FacetActor,
@@ -99,7 +100,7 @@ class RayEngine:
             if _cached(ds, embed_fingerprint(ds, facet, model_id, column_prefix)):
                 ds = embed_column(ds, facet, _never_called, dimension=dimension, model_id=model_id, config=config, column_prefix=column_prefix)
                 continue
-            values = ds[C.facet_column(facet, column_prefix)]
+            values = list(ds[C.facet_column(facet, column_prefix)])
             rows = [i for i, v in enumerate(values) if v is not None]
             vectors = np.zeros((len(ds), dimension), dtype=np.float32)
             if rows:
@@ -127,8 +128,8 @@ class RayEngine:
         except ModuleNotFoundError as error:
             raise ModuleNotFoundError(f"engine='ray' needs Ray Data. Install it with: {RAY_INSTALL}") from error
         if not ray.is_initialized():
-            if self.address:
-                ray.init(address=self.address, logging_level=logging.WARNING)
+            if self.address:  # this clio_hf's code travels with the job; nodes need only its dependencies and models
+                ray.init(address=self.address, logging_level=logging.WARNING, runtime_env=job_runtime_env())
             else:  # a local cluster with every CPU, and at least one per requested worker so they all get scheduled
                 # Ray's default wait for its node agents (about 30 s) is too short on a saturated machine.
                 os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")
@@ -142,6 +143,11 @@ class RayEngine:
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
         workers = self.num_workers or max(1, gpus or cpus)
         return {"concurrency": max(1, min(workers, num_inputs)), **({"num_gpus": 1} if gpus else {"num_cpus": 1})}
+
+
+def job_runtime_env() -> dict:
+    """A Ray runtime env that ships the driver's clio_hf package to the workers."""
+    return {"py_modules": [str(Path(__file__).parent)]}
 
 
 class _FacetActor:

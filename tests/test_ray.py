@@ -17,7 +17,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="engine='ray' needs: pip install 'ray[data]'")
 
 import clio_hf  # noqa: E402
-from clio_hf.distributed import RayEngine  # noqa: E402
+from clio_hf.distributed import RayEngine, job_runtime_env  # noqa: E402
 from clio_hf.embed import embed_facets, load_embedder  # noqa: E402
 from clio_hf.extract import extract_facets  # noqa: E402
 from clio_hf.facets import CONCERNING, LANGUAGE, REQUEST  # noqa: E402
@@ -40,7 +40,7 @@ def cluster():
     `ray start --head --num-cpus 2`, when a busy machine starts Ray's daemons too slowly for `ray.init`)."""
     os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")
     address = os.environ.get("CLIO_TEST_RAY_ADDRESS")
-    ray.init(address=address) if address else ray.init(num_cpus=2, include_dashboard=False)
+    ray.init(address=address, runtime_env=job_runtime_env()) if address else ray.init(num_cpus=2, include_dashboard=False)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 
