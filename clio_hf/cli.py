@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                           help="stream the source from the Hub: with --limit the first N rows, with --sample a seeded "
                                "shuffle of the stream; the whole dataset is never downloaded")
     annotate.add_argument("--cache-dir", help="where finished work is kept for resuming (default ~/.cache/clio_hf)")
+    annotate.add_argument("--engine", choices=["local", "ray"], default="local",
+                          help="where facet extraction and embedding run: this process, or Ray actors (one model each)")
+    annotate.add_argument("--ray-address", help="with --engine ray: an existing cluster (ray://HOST:10001 or auto); default a local one")
+    annotate.add_argument("--num-workers", type=int, help="with --engine ray: model actors per stage (default one per GPU, else per CPU)")
 
     view = commands.add_parser("view", help="browse a result in the Gradio app")
     view.add_argument("dataset", help="result folder or Hub repo id")
@@ -114,6 +118,9 @@ def _annotate(args) -> int:
         group_column=args.group_column,
         stream=args.stream,
         cache_dir=args.cache_dir,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        num_workers=args.num_workers,
     )
     if args.out:
         result.save_to_disk(args.out)

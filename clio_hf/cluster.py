@@ -100,3 +100,43 @@ def nearest(vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     index.add(np.ascontiguousarray(centroids, dtype=np.float32))
     _, ids = index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
     return ids[:, 0].astype(np.int64)
+
+
+# ---------------------------------------------------------------------------------------------------- out of core
+# For 1M+ rows: the embeddings stay in an Arrow file (a `datasets.Dataset` column, memory-mapped) and are read in
+# batches; k-means trains on a seeded sample and every row is assigned in one streamed pass.
+
+
+def base_cluster_count(num_rows: int, config: ClusterConfig) -> int:
+    """One base cluster per `rows_per_base_cluster` rows, capped by `max_base_clusters` (so LLM calls grow with clusters)."""
+    return int(np.clip(round(num_rows / config.rows_per_base_cluster), 1, config.max_base_clusters))
+
+
+def stream_base_clusters(ds: datasets.Dataset, column: str, config: ClusterConfig, *, points_per_centroid: int = 64,
+                         batch_size: int = 65536) -> np.ndarray:
+    """Base cluster ids (0..k-1 by size, largest first) of every row of an embedding column, in bounded memory.
+
+    K-means trains on `points_per_centroid * k` rows drawn without replacement (seeded), then rows are assigned
+    `batch_size` at a time, so memory holds the sample and one batch, never the whole matrix. Every row must have
+    an embedding.
+    """
+    k = base_cluster_count(len(ds), config)
+    sample = np.sort(np.random.default_rng(config.seed).choice(len(ds), size=min(len(ds), k * points_per_centroid), replace=False))
+    centroids = kmeans(_vectors(ds.select(sample).select_columns([column]).with_format("arrow")[:].column(column)), k,
+                       niter=config.niter, seed=config.seed)
+    raw = np.empty(len(ds), dtype=np.int64)
+    for start in range(0, len(ds), batch_size):
+        batch = ds.select_columns([column]).with_format("arrow")[start:start + batch_size].column(column)
+        raw[start:start + len(batch)] = nearest(_vectors(batch), centroids)
+    counts = np.bincount(raw, minlength=k)
+    order = sorted((c for c in range(k) if counts[c] > 0), key=lambda c: (-counts[c], c))
+    renumber = np.full(k, -1, dtype=np.int64)
+    renumber[order] = np.arange(len(order))
+    return renumber[raw]
+
+
+def _vectors(column: pa.ChunkedArray) -> np.ndarray:
+    array = column.combine_chunks()
+    if array.null_count:
+        raise ValueError(f"stream_base_clusters: {array.null_count} rows have no embedding; drop or fill them first.")
+    return array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)

@@ -86,25 +86,37 @@ def embed_facets(
     C.require_columns(ds, [C.facet_column(f, column_prefix) for f in clustered], "embed_facets")
     dimension = int(embedder.encode(["dimension probe"]).shape[1])
     for facet in clustered:
-        source, target = C.facet_column(facet, column_prefix), C.embedding_column(facet, column_prefix)
-        features = ds.features.copy()
-        features[target] = datasets.List(datasets.Value("float32"), length=dimension)
-        ds = ds.map(
-            _EmbedTask(embedder, facet, source, target),
-            batched=True,
-            batch_size=config.batch_size,
-            features=features,
-            new_fingerprint=Hasher.hash([ds._fingerprint, "embed_facets", facet.to_dict(), embedder.model_id, column_prefix]),
-            desc=f"Embedding {facet.name}",
-        )
+        task = _EmbedTask(embedder, facet, C.facet_column(facet, column_prefix), C.embedding_column(facet, column_prefix))
+        ds = embed_column(ds, facet, task, dimension=dimension, model_id=embedder.model_id, config=config, column_prefix=column_prefix)
     return ds
+
+
+def embed_fingerprint(ds: datasets.Dataset, facet: Facet, model_id: str, column_prefix: str = "") -> str:
+    """The cache fingerprint of one facet's embedding column; every engine writes and finds it under this name."""
+    return Hasher.hash([ds._fingerprint, "embed_facets", facet.to_dict(), model_id, column_prefix])
+
+
+def embed_column(ds: datasets.Dataset, facet: Facet, task, *, dimension: int, model_id: str, config: EmbedConfig,
+                 column_prefix: str = "") -> datasets.Dataset:
+    """`ds` plus one facet's `<facet>_embedding`, a cached map of `task(batch, indices)` (not called when cached)."""
+    features = ds.features.copy()
+    features[C.embedding_column(facet, column_prefix)] = datasets.List(datasets.Value("float32"), length=dimension)
+    return ds.map(
+        task,
+        batched=True,
+        batch_size=config.batch_size,
+        with_indices=True,
+        features=features,
+        new_fingerprint=embed_fingerprint(ds, facet, model_id, column_prefix),
+        desc=f"Embedding {facet.name}",
+    )
 
 
 class _EmbedTask:
     def __init__(self, embedder: Embedder, facet: Facet, source: str, target: str):
         self.embedder, self.facet, self.source, self.target = embedder, facet, source, target
 
-    def __call__(self, batch: dict) -> dict:
+    def __call__(self, batch: dict, indices: list[int] | None = None) -> dict:
         values = batch[self.source]
         present = [i for i, v in enumerate(values) if v is not None]
         vectors = [None] * len(values)

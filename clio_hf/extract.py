@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
 
@@ -56,12 +57,42 @@ def extract_facets(
     for facet in facets:
         if facet.method == "llm" and llm is None:
             raise ValueError(f"extract_facets: facet {facet.name!r} needs an LLM; pass llm=.")
+    pieces: dict[str, list[datasets.Dataset]] = {f.column: [] for f in facets}
+    for plan in plan_shards(ds, llm, facets=facets, config=config, column_prefix=column_prefix):
+        shard = plan.select(ds)
+        batch = _FacetBatch(llm, plan.pending, config, column_prefix)
+        for facet, column in zip(facets, write_shard(shard, plan, facets, batch.task, config=config, column_prefix=column_prefix)):
+            pieces[facet.column].append(column)
+    columns = [datasets.concatenate_datasets(pieces[f.column]) for f in facets]
+    for facet, column in zip(facets, columns):
+        failures = sum(v is None for v in column[C.facet_column(facet, column_prefix)])
+        if failures:
+            logger.warning("extract_facets: %d of %d %r values could not be parsed and are null.", failures, len(column), facet.name)
+    return datasets.concatenate_datasets([ds, *columns], axis=1)
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """One contiguous shard of `extract_facets`: its rows, each facet's cache fingerprint, and the LLM facets not yet cached."""
+
+    index: int
+    num_shards: int
+    start: int
+    stop: int
+    fingerprints: dict[str, str]
+    pending: tuple[Facet, ...]
+
+    def select(self, ds: datasets.Dataset) -> datasets.Dataset:
+        return ds.select(range(self.start, self.stop))
+
+
+def plan_shards(ds: datasets.Dataset, llm: LLM | None, *, facets: Sequence[Facet], config: FacetConfig, column_prefix: str = "") -> list[ShardPlan]:
+    """The shards `extract_facets` computes, in row order; every engine uses this plan, so they share one cache."""
     num_shards = min(config.num_shards or max(1, math.ceil(len(ds) / config.rows_per_shard)), len(ds))
     bounds = [round(i * len(ds) / num_shards) for i in range(num_shards + 1)]
-    pieces: dict[str, list[datasets.Dataset]] = {f.column: [] for f in facets}
+    plans = []
     for index in range(num_shards):
-        offset = bounds[index]
-        shard = ds.select(range(offset, bounds[index + 1]))
+        shard = ds.select(range(bounds[index], bounds[index + 1]))
         fingerprints = {
             f.column: Hasher.hash(
                 [ds._fingerprint, "extract_facets", index, num_shards, f.to_dict(), llm.model_id if f.method == "llm" else f.method,
@@ -69,29 +100,48 @@ def extract_facets(
             )
             for f in facets
         }
-        pending = [f for f in facets if f.method == "llm" and not _cached(shard, fingerprints[f.column])]
-        batch = _FacetBatch(llm, pending, config, column_prefix)
-        for facet in facets:
-            column = C.facet_column(facet, column_prefix)
-            pieces[facet.column].append(
-                shard.map(
-                    batch.task(facet),
-                    batched=True,
-                    batch_size=config.batch_size,
-                    with_indices=True,
-                    fn_kwargs={"offset": offset},
-                    remove_columns=shard.column_names,
-                    features=datasets.Features({column: datasets.Value("int64") if facet.numeric else datasets.Value("string")}),
-                    new_fingerprint=fingerprints[facet.column],
-                    desc=f"{facet.name} shard {index + 1}/{num_shards}",
-                )
+        pending = tuple(f for f in facets if f.method == "llm" and not _cached(shard, fingerprints[f.column]))
+        plans.append(ShardPlan(index, num_shards, bounds[index], bounds[index + 1], fingerprints, pending))
+    return plans
+
+
+def write_shard(shard: datasets.Dataset, plan: ShardPlan, facets: Sequence[Facet], task_of, *, config: FacetConfig, column_prefix: str = "") -> list[datasets.Dataset]:
+    """One single-column dataset per facet, each a cached `map` over the shard; `task_of(facet)` is its batched function.
+
+    A cached facet is loaded, not computed. The map's batches are `config.batch_size` rows from the shard's start,
+    the same micro-batches `shard_batches` gives other engines, so greedy answers match across engines.
+    """
+    columns = []
+    for facet in facets:
+        column = C.facet_column(facet, column_prefix)
+        columns.append(
+            shard.map(
+                task_of(facet),
+                batched=True,
+                batch_size=config.batch_size,
+                with_indices=True,
+                fn_kwargs={"offset": plan.start},
+                remove_columns=shard.column_names,
+                features=datasets.Features({column: datasets.Value("int64") if facet.numeric else datasets.Value("string")}),
+                new_fingerprint=plan.fingerprints[facet.column],
+                desc=f"{facet.name} shard {plan.index + 1}/{plan.num_shards}",
             )
-    columns = [datasets.concatenate_datasets(pieces[f.column]) for f in facets]
-    for facet, column in zip(facets, columns):
-        failures = sum(v is None for v in column[C.facet_column(facet, column_prefix)])
-        if failures:
-            logger.warning("extract_facets: %d of %d %r values could not be parsed and are null.", failures, len(column), facet.name)
-    return datasets.concatenate_datasets([ds, *columns], axis=1)
+        )
+    return columns
+
+
+def shard_batches(num_rows: int, batch_size: int) -> list[range]:
+    """The micro-batches (positions within a shard) that `write_shard`'s map forms."""
+    return [range(start, min(start + batch_size, num_rows)) for start in range(0, num_rows, batch_size)]
+
+
+def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, indices: list[int], offset: int, *,
+                       config: FacetConfig, column_prefix: str = "") -> dict[str, list]:
+    """Every facet's values for one micro-batch of rows (`indices` within the shard starting at row `offset`).
+
+    The row function of every engine: the in-process map calls it, and so do the Ray actors.
+    """
+    return {f.column: _FacetTask(llm, f, config, column_prefix)(batch, indices, offset)[C.facet_column(f, column_prefix)] for f in facets}
 
 
 def _cached(shard: datasets.Dataset, fingerprint: str) -> bool:
@@ -110,22 +160,23 @@ class _FacetBatch:
 
     def __init__(self, llm: LLM | None, pending: Sequence[Facet], config: FacetConfig, prefix: str):
         self.llm, self.config, self.prefix = llm, config, prefix
-        self.tasks = {f.column: _FacetTask(llm, f, config, prefix) for f in pending}
-        self.memo: dict[int, dict[str, dict]] = {}
+        self.pending = {f.column: f for f in pending}
+        self.memo: dict[int, dict[str, list]] = {}
 
     def task(self, facet: Facet):
-        if facet.column not in self.tasks:
+        if facet.column not in self.pending:
             return _FacetTask(self.llm, facet, self.config, self.prefix)
-        return functools.partial(self._joint, facet.column)
+        return functools.partial(self._joint, facet)
 
-    def _joint(self, column: str, batch: dict, indices: list[int], offset: int) -> dict:
+    def _joint(self, facet: Facet, batch: dict, indices: list[int], offset: int) -> dict:
         key = offset + indices[0]
         if key not in self.memo:
-            self.memo[key] = {c: task(batch, indices, offset) for c, task in self.tasks.items()}
-        values = self.memo[key].pop(column)
+            self.memo[key] = facet_batch_values(self.llm, list(self.pending.values()), batch, indices, offset,
+                                                config=self.config, column_prefix=self.prefix)
+        values = self.memo[key].pop(facet.column)
         if not self.memo[key]:
             del self.memo[key]
-        return values
+        return {C.facet_column(facet, self.prefix): values}
 
 
 class _FacetTask:

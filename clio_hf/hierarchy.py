@@ -145,20 +145,19 @@ class _FacetTree:
     # ------------------------------------------------------------------------------------------------ base level
     def _build_base(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         num_base = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
-        centroids, insides, outsides = [], [], []
+        centroids, insides = [], []
+        rows_of, members_of = _group_by_label(labels, num_base), _group_by_label(self.answer_labels, num_base)
         for cluster in range(num_base):
-            rows = np.flatnonzero(labels == cluster)
+            rows = rows_of[cluster]
             sums = {col: _sum_count(vals[r] for r in rows) for col, vals in self.numeric_values.items()}
             self.nodes.append(_Node(0, "", "", "", len(rows), sums))
             centroid = normalise(vectors[rows].mean(axis=0, keepdims=True))[0]
             centroids.append(centroid)
-            members = np.flatnonzero(self.answer_labels == cluster)
             rng = self._rng(0, cluster)
-            insides.append([self.answers[i] for i in rng.permutation(members)[: self.config.inside_samples]])
-            similarity = self.answer_vectors @ centroid
-            outside = [i for i in np.argsort(-similarity, kind="stable") if self.answer_labels[i] != cluster]
-            outsides.append([self.answers[i] for i in outside[: self.config.outside_samples]])
+            insides.append([self.answers[i] for i in rng.permutation(members_of[cluster])[: self.config.inside_samples]])
         self.base_centroids = np.asarray(centroids, dtype=np.float32).reshape(num_base, -1)
+        outsides = [[self.answers[i] for i in nearest_answers]
+                    for nearest_answers in _nearest_outside(self.answer_vectors, members_of, self.base_centroids, self.config.outside_samples)]
 
         def prompt(cluster: int):
             return prompts.cluster_name_prompt(self.facet, insides[cluster], outsides[cluster])
@@ -365,6 +364,31 @@ class _FacetTree:
                 row[f"{col}_mean"] = total / count if count else None
             out.append(row)
         return out
+
+
+def _group_by_label(labels: np.ndarray, count: int) -> list[np.ndarray]:
+    """Positions holding each label 0..count-1, ascending: one sort instead of a scan per label."""
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(count + 1))
+    return [order[bounds[c]:bounds[c + 1]] for c in range(count)]
+
+
+def _nearest_outside(vectors: np.ndarray, members_of: list[np.ndarray], centroids: np.ndarray, count: int,
+                     neighbour_clusters: int = 32) -> list[np.ndarray]:
+    """Per cluster, the `count` vectors nearest its centroid among the members of other clusters, ties by position.
+
+    Only the `neighbour_clusters` clusters with the nearest centroids are searched, which is where the nearest
+    outsiders live; that keeps this O(n d) at 1M rows and thousands of clusters instead of O(k n d). With at most that
+    many other clusters it is the exact search.
+    """
+    similar = centroids @ centroids.T
+    np.fill_diagonal(similar, -np.inf)
+    neighbours = np.argsort(-similar, axis=1, kind="stable")[:, :min(neighbour_clusters, len(centroids) - 1)]  # self sorts last
+    out = []
+    for cluster, centroid in enumerate(centroids):
+        pool = np.sort(np.concatenate([members_of[c] for c in neighbours[cluster]] or [np.zeros(0, dtype=np.int64)]))
+        out.append(pool[np.argsort(-(vectors[pool] @ centroid), kind="stable")[:count]])
+    return out
 
 
 def _children_summary(kids: Sequence[_Node]) -> str:

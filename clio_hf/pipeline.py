@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import numpy as np
@@ -22,6 +23,7 @@ from . import columns as C
 from .cluster import cluster_facets
 from .config import ClioConfig
 from .conversations import source_columns, to_conversations
+from .distributed import RayEngine
 from .embed import Embedder, embed_facets, load_embedder
 from .extract import extract_facets
 from .facets import MAIN_FACETS, Facet, resolve_facets
@@ -61,6 +63,9 @@ def annotate(
     group_column: str | None = None,
     stream: bool = False,
     cache_dir: str | os.PathLike | None = None,
+    engine: Literal["local", "ray"] | RayEngine = "local",
+    ray_address: str | None = None,
+    num_workers: int | None = None,
 ) -> ClioResult:
     """Facets, embeddings, base clusters and a named hierarchy for every row of a dataset.
 
@@ -81,6 +86,9 @@ def annotate(
         stream: stream a Hub source instead of downloading it (with `limit`, or with `sample`: a seeded shuffle).
         cache_dir: where finished work is kept so that a rerun resumes (default `$CLIO_HF_CACHE` or
             `~/.cache/clio_hf`).
+        engine: `"local"` runs every stage in this process; `"ray"` (or a `clio_hf.distributed.RayEngine`) runs facet
+            extraction and embedding on Ray actors, one model each, at `ray_address` (default: a local Ray cluster)
+            with `num_workers` actors. Same columns and the same cache either way.
 
     Returns:
         A `ClioResult`: `.data` (the input rows, row-aligned, plus the added columns) and `.hierarchy`.
@@ -90,6 +98,8 @@ def annotate(
         >>> result.hierarchy.filter(lambda n: n["parent_id"] is None)["name"]
     """
     facets = resolve_facets(facets)
+    ray_engine = _ray_engine(engine, ray_address, num_workers)
+    llm_spec, embedder_spec = llm, embedder
     timings: dict[str, float] = {}
     run_key = Hasher.hash([_source_identity(source), split, limit, sample, seed, stream])
     workdir = Path(cache_dir or default_cache_dir()) / "runs" / run_key
@@ -120,11 +130,17 @@ def annotate(
         check_lens_inputs(conversations, facets, columns=columns, column_prefix=column_prefix)
 
     with _timed(timings, "extract_facets"):
-        unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
+        if ray_engine is not None and llm is not None:
+            unique = ray_engine.extract_facets(unique, llm_spec, model_id=llm.model_id, facets=facets, config=config.facets, column_prefix=column_prefix)
+        else:
+            unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
     with _timed(timings, "explain_scores"):
         unique = explain_scores(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
     with _timed(timings, "embed_facets"):
-        if embedder is not None:
+        if embedder is not None and ray_engine is not None:
+            unique = ray_engine.embed_facets(unique, embedder_spec, dimension=int(embedder.encode(["dimension probe"]).shape[1]),
+                                             model_id=embedder.model_id, facets=facets, config=config.embed, column_prefix=column_prefix)
+        elif embedder is not None:
             unique = embed_facets(unique, embedder, facets=facets, config=config.embed, column_prefix=column_prefix)
 
     with _timed(timings, "cluster_facets"):
@@ -176,6 +192,9 @@ def annotate(
         "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
         "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
                     "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
+        "engine": "local" if ray_engine is None else {"name": "ray", "address": ray_engine.address, "num_workers": ray_engine.num_workers,
+                                                       "shards_computed": sum(w["stage"] == "extract_facets" for w in ray_engine.work),
+                                                       "workers": len({(w["host"], w["pid"]) for w in ray_engine.work})},
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     logger.info("annotate: done in %.1f s (%s)", sum(timings.values()), ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
@@ -195,6 +214,18 @@ def _project(data, workdir: Path, conversations, facets, llm, embedder, config: 
         lambda: project_facets(data, facets=facets, config=config.projection, column_prefix=prefix).select_columns(columns),
     )
     return datasets.concatenate_datasets([data, coordinates], axis=1)
+
+
+def _ray_engine(engine, address: str | None, num_workers: int | None) -> RayEngine | None:
+    if isinstance(engine, RayEngine):
+        return engine
+    if engine == "ray":
+        return RayEngine(address=address, num_workers=num_workers)
+    if engine != "local":
+        raise ValueError(f"engine={engine!r}: use 'local' or 'ray' (or a clio_hf.distributed.RayEngine).")
+    if address or num_workers:
+        raise ValueError("ray_address= and num_workers= need engine='ray'.")
+    return None
 
 
 def _broadcast_to_duplicates(conversations: datasets.Dataset, unique: datasets.Dataset, duplicate_of: np.ndarray, originals: np.ndarray) -> datasets.Dataset:

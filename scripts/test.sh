@@ -20,6 +20,7 @@ phase core-pipeline python -m pytest -q -p no:cacheprovider tests/test_prompts.p
 phase hub-and-space python -m pytest -q -p no:cacheprovider tests/test_result.py tests/test_hub_roundtrip.py tests/test_space.py
 phase privacy python -m pytest -q -p no:cacheprovider tests/test_privacy.py tests/test_eval.py
 phase lenses-and-map python -m pytest -q -p no:cacheprovider tests/test_lenses.py tests/test_groups.py tests/test_projection.py
+phase ray-and-scale python -m pytest -q -p no:cacheprovider tests/test_ray.py tests/test_scale.py
 echo "=== phase times"
 printf '%s\n' "${PHASES[@]}"
 exit $status
