@@ -1,22 +1,40 @@
-"""clio_hf: Clio-style facets, clusters and a named hierarchy for any Hugging Face dataset."""
+"""clio_hf: Clio-style facets, clusters and a named hierarchy for any Hugging Face dataset.
+
+Public names are imported on first use, so `clio_hf.llm`, `clio_hf.prompts` and the backends load without `datasets`
+(a GPU machine running only the LLM stage need not have it).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .cluster import cluster_facets
-from .config import ClioConfig, ClusterConfig, ConversationConfig, EmbedConfig, FacetConfig, HierarchyConfig
-from .conversations import to_conversations
-from .embed import Embedder, embed_facets, load_embedder
-from .extract import extract_facets
-from .facets import GENERIC_SUMMARY_FACETS, MAIN_FACETS, Facet
-from .hierarchy import build_hierarchy
-from .llm import LLM, load_llm
-from .pipeline import annotate
-from .prompts import PROMPT_VERSION
-from .result import ClioResult
+_EXPORTS = {
+    "cluster_facets": "cluster",
+    "ClioConfig": "config", "ClusterConfig": "config", "ConversationConfig": "config", "EmbedConfig": "config",
+    "FacetConfig": "config", "HierarchyConfig": "config",
+    "to_conversations": "conversations",
+    "Embedder": "embed", "embed_facets": "embed", "load_embedder": "embed",
+    "extract_facets": "extract",
+    "GENERIC_SUMMARY_FACETS": "facets", "MAIN_FACETS": "facets", "Facet": "facets",
+    "build_hierarchy": "hierarchy",
+    "LLM": "llm", "load_llm": "llm",
+    "annotate": "pipeline",
+    "PROMPT_VERSION": "prompts",
+    "ClioResult": "result",
+}
 
-__all__ = [
-    "ClioConfig", "ClioResult", "ClusterConfig", "ConversationConfig", "EmbedConfig", "Embedder", "Facet",
-    "FacetConfig", "GENERIC_SUMMARY_FACETS", "HierarchyConfig", "LLM", "MAIN_FACETS", "PROMPT_VERSION",
-    "annotate", "build_hierarchy", "cluster_facets", "embed_facets", "extract_facets", "load_embedder", "load_llm",
-    "to_conversations",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'clio_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--public", action="store_true", help="with --push-to-hub: make the repo public")
     annotate.add_argument("--stream", action="store_true", help="stream the source from the Hub (with --limit)")
     annotate.add_argument("--cache-dir", help="where finished work is kept for resuming (default ~/.cache/clio_hf)")
+    annotate.add_argument("--dry-run", action="store_true",
+                          help="print the prompts and prompt tokens each LLM stage will send and a time estimate, then stop")
 
     view = commands.add_parser("view", help="browse a result in the Gradio app")
     view.add_argument("dataset", help="result folder or Hub repo id")
@@ -61,6 +63,14 @@ def main(argv: list[str] | None = None) -> int:
 def _annotate(args) -> int:
     import clio_hf
 
+    if args.dry_run:
+        from .dry_run import plan_annotation
+
+        print(plan_annotation(args.dataset, llm=args.llm, facets=args.facets, column_prefix=args.column_prefix,
+                              split=args.split, limit=args.limit, sample=args.sample, seed=args.seed, stream=args.stream,
+                              conversation_column=args.conversation_column, text_column=args.text_column,
+                              columns=args.columns.split(",") if args.columns else None))
+        return 0
     if not args.out and not args.push_to_hub:
         raise ValueError("Say where the result goes: --out DIR and/or --push-to-hub REPO.")
     result = clio_hf.annotate(
