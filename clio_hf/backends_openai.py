@@ -67,7 +67,7 @@ class OpenAILLM:
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.tokenizer = _local_tokenizer(tokenizer or model)
         self.usage = {"calls": 0, "prompts": 0, "prompt_tokens": 0, "prefill_tokens": 0, "generated_tokens": 0,
-                      "requests": 0, "retries": 0, "choose_fallbacks": 0}
+                      "requests": 0, "answers": 0, "retries": 0, "choose_fallbacks": 0}
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAILLM(model={self.model!r}, base_url={self.base_url!r})"
@@ -173,6 +173,7 @@ class OpenAILLM:
                     raise RuntimeError(f"{self!r}: prompt {index} was refused with HTTP {error.status_code}: {error.message}") from error
                 retry_after = _retry_after(error)
             else:
+                self.usage["answers"] += 1
                 self._count(reply)
                 return reply
             if attempt == self.max_retries:

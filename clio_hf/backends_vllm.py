@@ -50,6 +50,12 @@ class VLLMLLM:
         except ImportError as error:
             raise ModuleNotFoundError(f"The vllm: backend needs vLLM. {VLLM_INSTALL}") from error
         os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+        from vllm.platforms import current_platform
+
+        if current_platform.is_cpu():
+            # On a CPU the engine core runs in this process: no second copy of torch and vLLM to import (tens of
+            # seconds on 2 cores), and a Ctrl-C reaches the generation loop directly.
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         self.model_id = model_id or f"vllm:{path}"
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.progress = progress

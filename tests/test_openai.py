@@ -126,15 +126,16 @@ def test_openai_retry_through_a_server_restart_loses_and_duplicates_nothing(serv
     worker = threading.Thread(target=lambda: box.update(out=llm.generate(chats, max_new_tokens=12, stop=["</answer>"])))
     worker.start()
     deadline = time.monotonic() + 300
-    while llm.usage["prompt_tokens"] == 0 and time.monotonic() < deadline:  # until the first answer is back
+    while llm.usage["answers"] == 0 and time.monotonic() < deadline:  # until the first answer is back
         time.sleep(0.02)
     server.stop()
-    answered_before_stop = llm.usage["generated_tokens"] > 0
+    answered_before_stop = llm.usage["answers"]
     server.start()
     worker.join(timeout=600)
     assert not worker.is_alive()
-    assert answered_before_stop and llm.usage["retries"] > 0
-    assert box["out"] == baseline  # every prompt answered once, in its own slot, with the same greedy answer
+    assert 0 < answered_before_stop < len(chats) and llm.usage["retries"] > 0  # the stop really fell mid-run
+    assert llm.usage["answers"] == len(chats)  # one answer per prompt: none lost, none taken twice
+    assert box["out"] == baseline  # each in its own slot, with the same greedy answer
 
 
 class _FlakyAPI(BaseHTTPRequestHandler):

@@ -18,6 +18,8 @@ if os.environ.get("CLIO_HF_REQUIRE_VLLM"):  # set by scripts/test.sh: in CI a mi
 else:
     pytest.importorskip("vllm", reason="run with the vLLM virtualenv made by scripts/setup_vllm.sh")
 
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache; the default reserves far more than needed
+
 TEXTS = ["How do I sort a dict by value in Python?", "Give me three names for a grey cat.", "Explain what a mortgage is."]
 
 
