@@ -123,6 +123,9 @@ class VLLMLLM:
 
     def close(self) -> None:
         """Stop the engine's workers now (vLLM has no public shutdown; this is what frees them)."""
+        from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
+
         core = getattr(getattr(self.engine, "llm_engine", None), "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
+        cleanup_dist_env_and_memory()  # so that another engine can start in this process
