@@ -166,12 +166,12 @@ class OpenAILLM:
                 self.usage["requests"] += 1
                 reply = await client.chat.completions.create(**request)
             except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
-                    openai.InternalServerError) as error:
-                retry_after = _retry_after(error)
-            except openai.APIStatusError as error:
-                if error.status_code < 500 and error.status_code not in (408, 409, 429):
-                    raise RuntimeError(f"{self!r}: prompt {index} was refused with HTTP {error.status_code}: {error.message}") from error
-                retry_after = _retry_after(error)
+                    openai.InternalServerError) as caught:
+                error, retry_after = caught, _retry_after(caught)  # `caught` is unbound after the except block
+            except openai.APIStatusError as caught:
+                if caught.status_code < 500 and caught.status_code not in (408, 409, 429):
+                    raise RuntimeError(f"{self!r}: prompt {index} was refused with HTTP {caught.status_code}: {caught.message}") from caught
+                error, retry_after = caught, _retry_after(caught)
             else:
                 self.usage["answers"] += 1
                 self._count(reply)
