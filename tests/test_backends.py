@@ -1,0 +1,90 @@
+"""Backend plumbing that needs no engine: prefix reuse on/off, import without `datasets`, spec strings, the dry run."""
+
+import subprocess
+import sys
+
+import pytest
+
+from clio_hf import prompts
+from clio_hf.backends_openai import parse_openai_spec
+from clio_hf.config import ClioConfig
+from clio_hf.dry_run import facet_plan, naming_plan, prompt_tokens
+from clio_hf.facets import CONCERNING, MAIN_FACETS, REQUEST, TASK
+from clio_hf.llm import TransformersLLM, smollm2_checkpoint
+from fakes import conversation
+
+TEXTS = ["How do I sort a dict by value in Python?", "Give me three names for a grey cat.", "Explain what a mortgage is."]
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return TransformersLLM(smollm2_checkpoint(), model_id="smollm2-135m")
+
+
+def _chats(facet):
+    return [prompts.facet_prompt(prompts.transcript(conversation(t, "Sure.")), prompts.facet_question(facet),
+                                 prompts.facet_answer_prefill(facet)) for t in TEXTS]
+
+
+def test_prefix_reuse_switch_keeps_greedy_outputs_and_prefills_less(llm):
+    def run():
+        llm._prefixes.clear()
+        before = dict(llm.usage)
+        texts = [llm.generate(_chats(f), max_new_tokens=8, stop=["</answer>"]) for f in (REQUEST, TASK)]
+        picks = llm.choose(_chats(CONCERNING), list("12345"))
+        return texts, picks, {k: llm.usage[k] - before[k] for k in before}
+
+    on_texts, on_picks, on = run()
+    llm.prefix_reuse = False
+    try:
+        off_texts, off_picks, off = run()
+    finally:
+        llm.prefix_reuse = True
+    assert (on_texts, on_picks) == (off_texts, off_picks)
+    assert on["prompt_tokens"] == off["prompt_tokens"] == off["prefill_tokens"]
+    heads = sum(prompt_tokens(llm, c)[1] for c in _chats(REQUEST))
+    assert on["prefill_tokens"] == off["prefill_tokens"] - 2 * heads  # 3 facets, each conversation computed once
+
+
+def test_llm_prompts_and_backends_import_without_datasets():
+    blocker = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'datasets' or name.startswith('datasets.'):\n"
+        "            raise ImportError('datasets is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import clio_hf, clio_hf.llm, clio_hf.prompts, clio_hf.chat_template, clio_hf.backends_vllm, clio_hf.backends_openai\n"
+        "from clio_hf import load_llm, LLM, MAIN_FACETS, Facet\n"
+        "assert 'datasets' not in sys.modules\n"
+        "try:\n"
+        "    import datasets\n"
+        "except ImportError:\n"
+        "    print('blocked')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", blocker], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "blocked"  # the blocker really works, so the imports above really ran without it
+
+
+def test_openai_spec_parsing():
+    assert parse_openai_spec("openai:Qwen/Qwen3-8B@http://127.0.0.1:8000/v1") == ("Qwen/Qwen3-8B", "http://127.0.0.1:8000/v1")
+    assert parse_openai_spec("openai:org/m@v2@https://api.example.org/v1") == ("org/m@v2", "https://api.example.org/v1")
+    with pytest.raises(ValueError, match="openai:<model>@<base_url>"):
+        parse_openai_spec("openai:gpt-4o")
+
+
+def test_dry_run_counts_every_facet_prompt_as_rendered(llm):
+    conversations = [conversation(t, "Sure.") for t in TEXTS]
+    config = ClioConfig()
+    plan, chats = facet_plan(conversations, list(MAIN_FACETS), llm, config)
+    llm_facets = [f for f in MAIN_FACETS if f.method == "llm"]
+    assert plan.prompts == len(chats) == len(TEXTS) * len(llm_facets)
+    rendered = sum(llm.count_tokens(llm.render(c)) for c in chats)
+    assert plan.prompt_tokens == rendered
+    heads = sum(prompt_tokens(llm, c)[1] for c in _chats(REQUEST))
+    assert plan.prefill_tokens == rendered - (len(llm_facets) - 1) * heads
+    # Request and Task generate up to max_new_tokens; Concerning chooses one digit.
+    assert plan.max_new_tokens == len(TEXTS) * (2 * config.facets.max_new_tokens + 1)
+    naming = naming_plan(100, list(MAIN_FACETS), llm, config)
+    assert naming.prompts > 2 * 10 * config.hierarchy.name_samples and not naming.exact
