@@ -69,13 +69,14 @@ def _dataset_ref(path_or_repo: str) -> str:
 def launch_view(path_or_repo: str, *, port: int | None = None, block: bool = True) -> Any:
     """Serve the viewer for a result folder or Hub dataset repo on http://127.0.0.1:PORT.
 
+    Nodes the privacy gates withhold are shown, marked, since only this machine can reach the viewer.
     `port=None` lets Gradio pick (7860 or the next free one). With `block=False` it returns the running
     `gr.Blocks` at once; call `.close()` on it to stop.
     """
     dataset = _dataset_ref(path_or_repo)
     os.environ["CLIO_DATASET"] = dataset
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    demo = _load_app().build_demo(dataset)
+    demo = _load_app().build_demo(dataset, show_withheld=True)  # loopback only: the owner sees what a push leaves out
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True,
                             quiet=True)
     logger.info("Viewer for %s at %s", dataset, url)

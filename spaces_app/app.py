@@ -59,6 +59,7 @@ class Node:
     source: str
     size: int
     means: dict[str, float]
+    withheld_by: str | None = None  # only in a local result: the push drops these nodes
     kids: list[int] = field(default_factory=list)
 
 
@@ -84,7 +85,9 @@ def _row_columns(dataset: str) -> list[str]:
 class ClioView:
     """The loaded result plus the HTML/plot renderers. Every LLM-written string goes through `esc`."""
 
-    def __init__(self, dataset: str):
+    def __init__(self, dataset: str, show_withheld: bool = False):
+        """`show_withheld` shows (and marks) the nodes the privacy gates keep out of a push: for a local result
+        viewed on loopback. A Space shows published nodes only, whatever the files hold."""
         self.dataset = dataset
         self.run = _run_info(dataset)
         hier = load_dataset(dataset, "hierarchy", split="train")
@@ -93,7 +96,7 @@ class ClioView:
         self.group_column = self.run.get("group_column") if "group_counts" in hier.column_names else None
         self.group_counts: dict[str, dict[int, dict[str, int]]] = {}
         for r in hier.to_list():
-            if r.get("published") is False:
+            if r.get("published") is False and not show_withheld:
                 continue
             if self.group_column:
                 self.group_counts.setdefault(r["facet"], {})[int(r["node_id"])] = {
@@ -102,7 +105,8 @@ class ClioView:
             parent = None if r["parent_id"] is None else int(r["parent_id"])
             self.trees.setdefault(r["facet"], {})[int(r["node_id"])] = Node(
                 int(r["node_id"]), int(r["level"]), parent, r["name"] or "", r["summary"] or "",
-                r.get("name_source") or "", int(r["size"]), means)
+                r.get("name_source") or "", int(r["size"]), means,
+                (r.get("withheld_by") or "gates") if r.get("published") is False else None)
         self.tops: dict[str, list[int]] = {}
         for facet, nodes in self.trees.items():
             for n in nodes.values():
@@ -110,7 +114,7 @@ class ClioView:
                     nodes[n.parent].kids.append(n.id)
             tops = [n.id for n in nodes.values() if n.parent is None]
             reachable = self._subtree(nodes, tops)
-            # A node under a withheld parent is withheld with it.
+            # A node whose parent is missing from the file (say, a hand-filtered tree) is left out with it.
             self.trees[facet] = nodes = {i: n for i, n in nodes.items() if i in reachable}
             for n in nodes.values():
                 n.kids.sort(key=lambda k: -nodes[k].size)
@@ -179,6 +183,8 @@ class ClioView:
         of = "parent" if n.parent is not None else "all"
         parts = [f"{n.size:,} rows", f"{self.share(facet, n):.1%} of {of}"]
         parts += [f"{esc(k)} {v:.2f}" for k, v in n.means.items()]
+        if n.withheld_by:
+            parts.append(f'<span class="withheld" title="kept locally, left out of a push">withheld: {esc(n.withheld_by)}</span>')
         return " · ".join(parts)
 
     # ---- tree ----
@@ -448,6 +454,7 @@ CSS = """
 .clio-tree .bar > span { display: block; height: 100%; border-radius: 3px; background: var(--color-accent); }
 .clio-tree .sm { margin-left: 1.5em; font-size: .85em; color: var(--body-text-color-subdued); }
 .meta { font-size: .85em; color: var(--body-text-color-subdued); }
+.withheld { color: #b45309; }
 .clio-detail .crumbs { font-size: .85em; }
 .clio-detail h3 { margin: .3em 0; }
 .clio-detail .sample { border: 1px solid var(--border-color-primary); border-radius: 6px; padding: 6px 8px;
@@ -537,8 +544,8 @@ element.addEventListener('click', (ev) => {
 """
 
 
-def build_demo(dataset: str) -> gr.Blocks:
-    view = ClioView(dataset)
+def build_demo(dataset: str, show_withheld: bool = False) -> gr.Blocks:
+    view = ClioView(dataset, show_withheld)
     default = view.facets[0] if view.facets else None
     models = " · ".join(esc(f"{k}: {view.run[k]}") for k in ("llm", "embedder") if view.run.get(k))
 

@@ -56,7 +56,7 @@ class VLLMServer:
 
     def start(self) -> None:
         env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
-        command = [*VLLM_SERVER, self.model_dir, "--served-model-name", "clio", "--host", "127.0.0.1",
+        command = [*VLLM_SERVER, "--model", self.model_dir, "--served-model-name", "clio", "--host", "127.0.0.1",
                    "--port", str(self.port), "--max-model-len", "2048", "--enforce-eager", "--seed", "0",
                    "--enable-prompt-tokens-details"]
         with open(self.log, "ab") as log:

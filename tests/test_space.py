@@ -131,6 +131,10 @@ def test_unpublished_nodes_and_their_subtrees_never_show(app, tmp_path):
     shown = v.kids_html("request", top) + "".join(v.detail_html("request", n) for n in v.trees["request"])
     assert "Python debugging" not in shown and "Fix pandas KeyError" not in shown
     assert v.search("request", "pandas") == [] and "Web front-end work" in shown
+    local = app.ClioView(str(fx2.path), show_withheld=True)  # what `clio-hf view` shows the owner
+    mine = local.kids_html("request", top)
+    assert "Python debugging" in mine and "withheld: gates" in mine and "withheld" not in v.kids_html("request", top)
+    assert local.search("request", "pandas")
 
 
 def test_detail_shows_numeric_means_and_the_group_mix(view, fx):
@@ -439,7 +443,7 @@ def real_tree(real_result_dir) -> dict:
     import pyarrow.parquet as pq
 
     table = pa.concat_tables(pq.read_table(f) for f in sorted((real_result_dir / "hierarchy").glob("*.parquet")))
-    rows = [r for r in table.to_pylist() if r["facet"] == "request" and r.get("published") is not False]
+    rows = [r for r in table.to_pylist() if r["facet"] == "request"]  # a local result shows withheld nodes too
     kids: dict[int, list[dict]] = {}
     for r in rows:
         if r["parent_id"] is not None:
@@ -491,7 +495,7 @@ def search_target(tree: dict) -> tuple[int, str]:
 def test_real_result_renders_without_a_browser(app, real_result_dir, real_tree):
     import html
 
-    view = app.ClioView(str(real_result_dir))
+    view = app.ClioView(str(real_result_dir), show_withheld=True)
     # the first facet of the run (in the run's order) that has a hierarchy opens by default
     assert view.facets[0] == "request" == next(app.snake(f) for f in real_tree["facets"] if app.snake(f) in view.trees)
     assert view.tops["request"] == real_tree["tops"]
@@ -506,7 +510,7 @@ def test_real_result_renders_without_a_browser(app, real_result_dir, real_tree):
 
 
 def test_real_result_map_draws_every_row(app, real_result_dir, real_tree):
-    view = app.ClioView(str(real_result_dir))
+    view = app.ClioView(str(real_result_dir), show_withheld=True)
     fig = view.scatter("request")
     points = [c for t in fig.data if t.name != "clusters" for c in t.customdata]
     with_point = view.original & np.isfinite(view.xy["request"]).all(axis=1) & (view.clusters["request"] >= 0)
