@@ -104,6 +104,7 @@ class PrivacyConfig:
             raise ValueError(f"PrivacyConfig: min_rows and min_users must be >= 1, min_privacy_score 1-5 and "
                              f"audit_retries >= 0; got {self}.")
 
+
 @dataclass(frozen=True)
 class ProjectionConfig:
     """The 2D topic map of every clustered facet (`project_facets`)."""
