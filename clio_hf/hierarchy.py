@@ -117,12 +117,13 @@ class _FacetTree:
         self.llm, self.embedder, self.facet, self.config = llm, embedder, facet, config
         self.forbidden = prompts.prompt_examples(facet)
         self.fallbacks = 0
-        labels = np.asarray(ds[C.cluster_column(facet, prefix)], dtype=np.int64)
-        duplicates = ds[prefix + C.DUPLICATE_OF] if prefix + C.DUPLICATE_OF in ds.column_names else None
+        # `[:]` reads a column in one pass; indexing a `datasets` Column row by row costs a table slice per row
+        labels = np.asarray(ds[C.cluster_column(facet, prefix)][:], dtype=np.int64)
+        duplicates = ds[prefix + C.DUPLICATE_OF][:] if prefix + C.DUPLICATE_OF in ds.column_names else None
         originals = np.asarray(duplicates) < 0 if duplicates is not None else np.ones(len(ds), dtype=bool)
-        values = ds[C.facet_column(facet, prefix)]
+        values = ds[C.facet_column(facet, prefix)][:]
         vectors, _ = embedding_matrix(ds, C.embedding_column(facet, prefix))
-        self.numeric_values = {f.column: ds[C.facet_column(f, prefix)] for f in numeric}
+        self.numeric_values = {f.column: ds[C.facet_column(f, prefix)][:] for f in numeric}
 
         # Distinct answers of original rows: what naming prompts show and where contrastive neighbours come from.
         self.answers: list[str] = []
@@ -136,7 +137,10 @@ class _FacetTree:
                 self.answers.append(answer)
                 answer_rows.append(row)
             self.answer_of_row[row] = seen[answer]
-        self.answer_vectors = vectors[answer_rows] if answer_rows else np.zeros((0, vectors.shape[1]), np.float32)
+        if len(answer_rows) == len(vectors):  # every row its own answer (rows ascend): no second copy of the matrix
+            self.answer_vectors = vectors
+        else:
+            self.answer_vectors = vectors[answer_rows] if answer_rows else np.zeros((0, vectors.shape[1]), np.float32)
         self.answer_labels = labels[answer_rows]
         self.nodes: list[_Node] = []
         self._build_base(labels, vectors)

@@ -142,6 +142,15 @@ def strip_prefill(value: str, prefill: str) -> str:
 # No example of a name here either (a tiny model copies it); the tags alone carry the format.
 NAME_FORMAT = "Reply with the name inside <name></name> tags, then a one-sentence summary inside <summary></summary> tags."
 _ACKS = ("I have read both lists.", "I have read the groups.", "I have read the description.")
+_NAME_TASK = "Name the group so that it is specific and sets the group apart from the contrastive answers."
+_PROPOSE_TASK = "Propose {count} broader categories that together cover all of these groups."
+_RENAME_TASK = "Name the broader category so that it covers all of them and is as specific as possible."
+_NO_PII = "Leave out personal details."
+_OUTSIDE_INTRO = "These answers come from nearby conversations that are NOT in the group:"
+_GROUPS_INTRO = "Here are groups of conversations, each with a name and a summary:"
+_CHILDREN_INTRO = "These groups of conversations belong to one broader category:"
+# Words only our prompts use: a name or summary containing them talks about the prompt, not the conversations.
+_PROMPT_ONLY = ("overall request", "broader categor", "contrastive", "these answers")
 
 
 def cluster_name_prompt(facet: Facet, inside: Sequence[str], outside: Sequence[str]) -> ChatPrompt:
@@ -150,21 +159,18 @@ def cluster_name_prompt(facet: Facet, inside: Sequence[str], outside: Sequence[s
     material = (
         f"These are answers to the question \"{facet.question}\" for a group of similar conversations:\n"
         f"<answers>\n{inside_list}\n</answers>\n\n"
-        f"These answers come from nearby conversations that are NOT in the group:\n"
+        f"{_OUTSIDE_INTRO}\n"
         f"<contrastive_answers>\n{outside_list}\n</contrastive_answers>"
     )
-    task = (
-        f"Name the group so that it is specific and sets the group apart from the contrastive answers. "
-        f"{facet.summary_criteria or ''} Leave out personal details.\n{NAME_FORMAT}"
-    )
+    task = f"{_NAME_TASK} {facet.summary_criteria or ''} {_NO_PII}\n{NAME_FORMAT}"
     return _material_then_task(material, _ACKS[0], task, "<name>")
 
 
 def propose_parents_prompt(facet: Facet, groups: Sequence[tuple[str, str]], count: int) -> ChatPrompt:
     listing = "\n".join(f"- {neutralise(n)}: {neutralise(s)}" for n, s in groups)
-    material = f"Here are groups of conversations, each with a name and a summary:\n<groups>\n{listing}\n</groups>"
+    material = f"{_GROUPS_INTRO}\n<groups>\n{listing}\n</groups>"
     task = (
-        f"Propose {count} broader categories that together cover all of these groups. Each category name is at most "
+        f"{_PROPOSE_TASK.format(count=count)} Each category name is at most "
         f"ten words. {facet.summary_criteria or ''}\nReply with a numbered list inside <answer></answer> tags."
     )
     return _material_then_task(material, _ACKS[1], task, "<answer>\n1.")
@@ -182,11 +188,8 @@ def assign_parent_prompt(child: tuple[str, str], candidates: Sequence[str]) -> C
 
 def rename_parent_prompt(facet: Facet, children: Sequence[str]) -> ChatPrompt:
     listing = "\n".join(f"- {neutralise(c)}" for c in children)
-    material = f"These groups of conversations belong to one broader category:\n<groups>\n{listing}\n</groups>"
-    task = (
-        f"Name the broader category so that it covers all of them and is as specific as possible. "
-        f"{facet.summary_criteria or ''} Leave out personal details.\n{NAME_FORMAT}"
-    )
+    material = f"{_CHILDREN_INTRO}\n<groups>\n{listing}\n</groups>"
+    task = f"{_RENAME_TASK} {facet.summary_criteria or ''} {_NO_PII}\n{NAME_FORMAT}"
     return _material_then_task(material, _ACKS[1], task, "<name>")
 
 
@@ -242,13 +245,24 @@ def _reads_like_words(text: str) -> bool:
 
 
 def copies_prompt(text: str, forbidden: Sequence[str]) -> bool:
-    """Whether `text` repeats one of the prompt's own examples or instructions (most of its words), not an answer."""
-    words = set(re.findall(r"[a-z]+", text.casefold()))
+    """Whether `text` repeats one of the prompt's own examples or instructions, not an answer: most of a phrase's
+    words, or a run of four of its words with two or more that are not generic ("a short active-verb")."""
+    sequence = re.findall(r"[a-z]+", text.casefold())
+    words, runs = set(sequence), _runs(sequence)
     for phrase in forbidden:
-        phrase_words = set(re.findall(r"[a-z]+", phrase.casefold()))
+        phrase_sequence = re.findall(r"[a-z]+", phrase.casefold())
+        phrase_words = set(phrase_sequence)
         if phrase_words and len(words & phrase_words) >= 0.75 * len(phrase_words) and len(phrase_words) <= 2 * len(words):
             return True
-    return "overall request" in text.casefold()
+        if runs & _runs(phrase_sequence):
+            return True
+    return any(words in text.casefold() for words in _PROMPT_ONLY)
+
+
+def _runs(words: Sequence[str], length: int = 4) -> set[tuple[str, ...]]:
+    """Runs of `length` consecutive words with at least two outside _META_WORDS: what copying an instruction leaves."""
+    runs = (tuple(words[i: i + length]) for i in range(len(words) - length + 1))
+    return {run for run in runs if len({w for w in run if len(w) > 1} - _META_WORDS) >= 2}
 
 
 def clean_summary(text: str, forbidden: Sequence[str] = ()) -> str | None:
@@ -275,10 +289,11 @@ def fallback_summary(value: str, size: int) -> str:
 
 
 def prompt_examples(facet: Facet) -> list[str]:
-    """Example texts quoted inside our prompts; a name that merely repeats one is rejected."""
+    """Example texts quoted inside our naming prompts, and their instructions; a name that repeats one is rejected."""
     quoted = re.findall(r"(?:^|\s)'([^']{3,}?)'(?=[\s.,;]|$)", facet.summary_criteria or "")
-    return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary", *_ACKS]
-    return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary"]
+    instructions = [_NAME_TASK, _PROPOSE_TASK, _RENAME_TASK, _NO_PII, NAME_FORMAT, _OUTSIDE_INTRO, _GROUPS_INTRO,
+                    _CHILDREN_INTRO, facet.summary_criteria or "", facet.question]
+    return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary", *_ACKS, *instructions]
 
 
 # ---------------------------------------------------------------------------------------------------- lens rationales

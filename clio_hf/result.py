@@ -187,12 +187,15 @@ def _is_local(path_or_repo_id: str | os.PathLike) -> bool:
 
 
 def _load_config(source: str, config: str, load_kwargs: dict) -> datasets.Dataset:
+    sub = CONFIG_DIRS[config]
     try:
+        if "revision" not in load_kwargs:  # local: `load_dataset(folder)` would reuse the Arrow copy of an old run
+            files = sorted(str(p) for p in Path(source).glob(f"{sub}/{SHARD_GLOB}"))
+            return datasets.load_dataset("parquet", data_files={"train": files}, split="train")
         return datasets.load_dataset(source, config, split="train", **load_kwargs)
     except ValueError as err:  # `datasets` refuses a split with no rows (e.g. a run with no clustered facet)
         if "corresponds to no data" not in str(err):
             raise
-    sub = CONFIG_DIRS[config]
     if "revision" not in load_kwargs:  # local
         files = sorted(str(p) for p in Path(source).glob(f"{sub}/{SHARD_GLOB}"))
     else:

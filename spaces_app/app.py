@@ -30,6 +30,7 @@ MAX_HITS = 50
 OPEN_HITS = 10  # search hits whose paths the tree opens
 CONVERSATION_CHARS = 2000
 CONFIG_FILE = Path(__file__).with_name("clio_space.json")
+CONFIG_DIRS = {"default": "data", "hierarchy": "hierarchy"}  # as clio_hf.result writes them
 MAP_POINTS = 6000  # points the topic map draws at most: a seeded sample, stratified by top-level cluster
 MAP_MIN_PER_CLUSTER = 40  # every top-level cluster keeps at least this many (or all of its) points
 MAP_VALUE_CHARS = 140
@@ -75,6 +76,15 @@ def _run_info(dataset: str) -> dict:
         return {}
 
 
+def _load(dataset: str, config: str = "default", **kwargs):
+    """One config of a result as a `Dataset`. A local folder is read from its parquet files by name, since
+    `load_dataset(folder)` keys its Arrow cache on the folder's name and would serve an overwritten result stale."""
+    if Path(dataset).is_dir():
+        files = sorted(str(p) for p in Path(dataset).glob(f"{CONFIG_DIRS[config]}/train-*"))
+        return load_dataset("parquet", data_files={"train": files}, split="train", **kwargs)
+    return load_dataset(dataset, config, split="train", **kwargs)
+
+
 def _row_columns(dataset: str) -> list[str]:
     """Column names of the row level, read from the first parquet footer (a few KB, also from the Hub)."""
     files = load_dataset_builder(dataset).config.data_files["train"]
@@ -90,7 +100,7 @@ class ClioView:
         viewed on loopback. A Space shows published nodes only, whatever the files hold."""
         self.dataset = dataset
         self.run = _run_info(dataset)
-        hier = load_dataset(dataset, "hierarchy", split="train")
+        hier = _load(dataset, "hierarchy")
         mean_cols = [c for c in hier.column_names if c.endswith("_mean")]
         self.trees: dict[str, dict[int, Node]] = {}
         self.group_column = self.run.get("group_column") if "group_counts" in hier.column_names else None
@@ -132,7 +142,7 @@ class ClioView:
         extra = [c for c in ("conversation", "duplicate_of", *(f"{f}_cluster" for f in self.facets),
                              *(f"{f}_{a}" for f in mapped for a in "xy"), *group) if prefix + c in available]
         # Only the columns shown: embeddings are most of a result's bytes and the viewer never needs them.
-        data = load_dataset(dataset, split="train", columns=[prefix + c for c in self.value_cols + extra])
+        data = _load(dataset, columns=[prefix + c for c in self.value_cols + extra])
         if prefix:
             data = data.rename_columns({c: c[len(prefix):] for c in data.column_names})
         self.n_rows = len(data)

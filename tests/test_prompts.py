@@ -82,6 +82,14 @@ WITH_EXAMPLE = Facet("Request", REQUEST.question, summary_criteria="A short impe
         (TASK, "Debug Python scripts", True),
         (TASK, "AASA_SxS_AI_Lambda_Nd_Cloud_ASP_in_2023_7_AM", False),
         (TASK, "Fix C++ build errors in 2024 projects", True),
+        # names the 135M model gave in the N=100 benchmark: runs of the naming instructions, not names
+        (TASK, "This is a short active-verb phrase that covers all of the tasks", False),
+        (TASK, "This is a broader category that covers all of them. The task is to provide answers", False),
+        (REQUEST, "Name the group so that it is specific", False),
+        (REQUEST, "These answers come from close conversations that span the group of questions", False),
+        (REQUEST, "This is a broader category to match the point", False),
+        (REQUEST, "Write a cover letter for a software engineering job at a bank", True),
+        (TASK, "Summarise news articles about the economy for a short newsletter", True),
     ],
 )
 def test_names_that_copy_the_prompt_are_rejected(facet, name, kept):

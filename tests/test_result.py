@@ -177,6 +177,16 @@ def test_sharding_and_stale_shards_removed(original, tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".clio-tmp-*"))
 
 
+def test_a_folder_overwritten_by_a_new_run_loads_the_new_rows(tmp_path):
+    # `load_dataset(folder)` keys its Arrow cache on the folder's name; a rerun with the same --out must not read stale
+    make_result(30).save_to_disk(tmp_path / "out")
+    assert len(ClioResult.load(tmp_path / "out").data) == 30
+    newer = make_result(12)
+    newer.save_to_disk(tmp_path / "out")
+    again = ClioResult.load(tmp_path / "out")
+    assert again.data.to_dict() == newer.data.to_dict() and again.hierarchy.to_dict() == newer.hierarchy.to_dict()
+
+
 def test_card_declares_configs_and_shows_the_tree(saved):
     readme = (saved / "README.md").read_text()
     meta = front_matter(readme)
