@@ -187,18 +187,18 @@ def _is_local(path_or_repo_id: str | os.PathLike) -> bool:
 
 
 def _load_config(source: str, config: str, load_kwargs: dict) -> datasets.Dataset:
-    sub = CONFIG_DIRS[config]
+    sub, local = CONFIG_DIRS[config], "revision" not in load_kwargs
+    # A local folder is read by file name: `load_dataset(folder)` keys its Arrow cache on the folder's name, so a rerun
+    # into the same folder would load the old rows.
+    files = sorted(str(p) for p in Path(source).glob(f"{sub}/{SHARD_GLOB}")) if local else []
     try:
-        if "revision" not in load_kwargs:  # local: `load_dataset(folder)` would reuse the Arrow copy of an old run
-            files = sorted(str(p) for p in Path(source).glob(f"{sub}/{SHARD_GLOB}"))
+        if local:
             return datasets.load_dataset("parquet", data_files={"train": files}, split="train")
         return datasets.load_dataset(source, config, split="train", **load_kwargs)
     except ValueError as err:  # `datasets` refuses a split with no rows (e.g. a run with no clustered facet)
         if "corresponds to no data" not in str(err):
             raise
-    if "revision" not in load_kwargs:  # local
-        files = sorted(str(p) for p in Path(source).glob(f"{sub}/{SHARD_GLOB}"))
-    else:
+    if not local:
         from huggingface_hub import HfApi, hf_hub_download
 
         names = HfApi(token=load_kwargs["token"]).list_repo_files(source, repo_type="dataset", **load_kwargs)

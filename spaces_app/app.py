@@ -426,7 +426,7 @@ class ClioView:
             for k, name in enumerate(names[np.argsort(-counts, kind="stable")]):
                 idx = np.flatnonzero(category == name)
                 fig.add_trace(go.Scattergl(
-                    x=xy[rows[idx], 0], y=xy[rows[idx], 1], mode="markers", name=esc(name)[:60],
+                    x=xy[rows[idx], 0], y=xy[rows[idx], 1], mode="markers", name=esc(name[:60]),
                     customdata=[custom[i] for i in idx], hovertemplate=hover,
                     marker=dict(size=5, opacity=0.75, color=PALETTE[k % len(PALETTE)])))
         tops = self.tops[facet]
@@ -435,7 +435,7 @@ class ClioView:
         centres = [np.median(xy[finite & (row_tops == t)], axis=0) for t in tops]
         fig.add_trace(go.Scatter(
             x=[c[0] for c in centres], y=[c[1] for c in centres], mode="markers+text", name="clusters",
-            text=[esc(nodes[t].name)[:40] for t in tops], textposition="top center",
+            text=[esc(nodes[t].name[:40]) for t in tops], textposition="top center",
             customdata=[[t, esc(nodes[t].name), f"{nodes[t].size:,} rows"] for t in tops], hovertemplate=hover,
             marker=dict(size=[14 + 30 * (nodes[t].size / max(nodes[tops[0]].size, 1)) ** 0.5 for t in tops],
                         color="rgba(0,0,0,0.08)", line=dict(width=2, color="#333")), showlegend=False))

@@ -180,6 +180,16 @@ def test_map_text_is_escaped(view, fx):
     assert not any("<img" in s for s in shown) and any("&lt;img src=x onerror=alert(1)&gt;" in s for s in shown)
 
 
+def test_map_labels_are_cut_before_escaping(view, monkeypatch):
+    # cutting after escaping left "player&#x27" in the legend: half an entity, shown as such
+    top = view.trees["request"][view.tops["request"][0]]
+    monkeypatch.setattr(top, "name", "a" * 33 + " bob's " + "c" * 11 + "'s career")  # apostrophes at both cuts
+    fig = view.scatter("request")
+    labels = [t.name for t in fig.data if t.name != "clusters"] + list(next(t for t in fig.data if t.name == "clusters").text)
+    assert any("bob" in label for label in labels)
+    assert not any(re.search(r"&(?!(?:[a-z]+|#x?[0-9a-f]+);)", label) for label in labels), labels
+
+
 # ---- served app: gradio_client, then a real browser ----------------------------------------------------------------
 @contextmanager
 def serving(path: Path):
