@@ -109,11 +109,12 @@ def measure_browser(path: Path, app) -> dict:
               return [box.left + L._size.l + L.xaxis.d2p(t.x[0]), box.top + L._size.t + L.yaxis.d2p(t.y[0]), t.customdata[0][0]]; }""")
             start = time.perf_counter()
             page.mouse.move(circle[0], circle[1])
-            page.wait_for_function("() => document.querySelector('#clio-map .hoverlayer').textContent.includes('rows')")
+            # the label of whatever is nearest: at 100k a drawn point can sit on the circle's centre
+            page.wait_for_function("() => document.querySelector('#clio-map .hoverlayer').textContent.trim().length > 0")
             out["browser: hover label (s)"] = time.perf_counter() - start
             start = time.perf_counter()
             page.mouse.click(circle[0], circle[1])
-            page.wait_for_selector(f'.clio-detail[data-node="{circle[2]}"]')
+            page.wait_for_selector(".clio-detail[data-node]")  # the circle's cluster, or the point drawn over it
             out["browser: click until the node's detail is shown (s)"] = time.perf_counter() - start
             chromium.close()
     finally:
