@@ -29,6 +29,15 @@ def render_head(tokenizer, prompt: ChatPrompt, template_kwargs: Mapping | None =
     return tokenizer.apply_chat_template(prompt[:-2], tokenize=False, **(template_kwargs or {}))
 
 
+def render_base(tokenizer, prompt: ChatPrompt, template_kwargs: Mapping | None = None) -> str:
+    """The start of the head that every prompt with the same system message shares ("" when there is none)."""
+    head = render_head(tokenizer, prompt, template_kwargs)
+    if not head or prompt[0]["role"] != "system":
+        return ""
+    base = tokenizer.apply_chat_template(prompt[:1], tokenize=False, **(template_kwargs or {}))
+    return base if head.startswith(base) and base != head else ""
+
+
 def token_ids(tokenizer, text: str) -> list[int]:
     """Ids of already-rendered text: the template wrote the special tokens, so none are added."""
     return tokenizer(text, add_special_tokens=False).input_ids
@@ -43,9 +52,13 @@ def truncate_text(tokenizer, text: str, max_tokens: int) -> str:
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     if len(encoding.input_ids) <= max_tokens:
         return text
-    if max_tokens <= 0:
-        return ""
-    return text[: encoding.offset_mapping[max_tokens - 1][1]]
+    # A character split across byte-level tokens maps to every one of them, so a cut at a character's end can hold
+    # one token too many; step back until the re-tokenized prefix fits.
+    for kept in range(max_tokens, 0, -1):
+        cut = text[: encoding.offset_mapping[kept - 1][1]]
+        if count_tokens(tokenizer, cut) <= max_tokens:
+            return cut
+    return ""
 
 
 def single_token_options(tokenizer, options: Sequence[str]) -> list[int] | None:

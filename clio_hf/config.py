@@ -67,7 +67,7 @@ class HierarchyConfig:
     outside_samples: int = 6
     """Nearest non-member values shown as contrast."""
     name_samples: int = 3
-    """Naming prompts per cluster (first greedy, then seeded samples); the medoid answer wins."""
+    """Naming prompts per cluster (first greedy, then seeded samples); the answer nearest the group wins."""
     name_max_new_tokens: int = 48
     sample_temperature: float = 0.8
     max_top_nodes: int = 10
@@ -109,10 +109,14 @@ class PrivacyConfig:
 class ProjectionConfig:
     """The 2D topic map of every clustered facet (`project_facets`)."""
 
-    method: Literal["auto", "umap", "pca", "none"] = "auto"
-    """`auto`: UMAP (cosine) from `min_umap_rows` distinct vectors up, a PCA below; `none` adds no columns."""
-    min_umap_rows: int = 48
-    """Below this many distinct vectors UMAP's neighbour graph is ill-posed, so a PCA stands in."""
+    method: Literal["auto", "umap", "tsne", "pca", "none"] = "auto"
+    """`auto`: a PCA below `min_neighbour_rows` distinct vectors, t-SNE below `min_umap_rows`, UMAP (cosine) from there
+    up; `none` adds no columns."""
+    min_neighbour_rows: int = 48
+    """Below this many distinct vectors a neighbour graph is ill-posed, so a PCA stands in."""
+    min_umap_rows: int = 2_000
+    """UMAP's numba kernels compile for ~15 s in every process; below this many distinct vectors t-SNE (no compile,
+    ~1 s at 300 vectors, ~8 s at 2,000) draws the same kind of map sooner."""
     fit_rows: int = 20_000
     """UMAP is fitted on a seeded sample of this many distinct vectors; the rest are placed with `transform`."""
     n_neighbors: int = 15

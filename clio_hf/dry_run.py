@@ -42,16 +42,17 @@ class Rate:
         return plan.prefill_tokens / self.prefill_tokens_per_s + plan.max_new_tokens / self.generated_tokens_per_s
 
 
-def prompt_tokens(llm: LLM, prompt: ChatPrompt) -> tuple[int, int]:
-    """(tokens of the rendered prompt, tokens of its shareable head), with the backend's chat template if it has one."""
+def prompt_tokens(llm: LLM, prompt: ChatPrompt) -> tuple[int, int, int]:
+    """Tokens of (the rendered prompt, its shareable head, the head's system-message base), with the backend's chat
+    template if it has one."""
     tokenizer = getattr(llm, "tokenizer", None)
     kwargs = getattr(llm, "chat_template_kwargs", None)
     if tokenizer is not None and hasattr(tokenizer, "apply_chat_template"):
-        full = chat_template.count_tokens(tokenizer, chat_template.render(tokenizer, prompt, kwargs))
-        head = chat_template.count_tokens(tokenizer, chat_template.render_head(tokenizer, prompt, kwargs))
-        return full, head
+        return tuple(chat_template.count_tokens(tokenizer, render(tokenizer, prompt, kwargs))
+                     for render in (chat_template.render, chat_template.render_head, chat_template.render_base))
     per_message = [llm.count_tokens(m["content"]) + 4 for m in prompt]
-    return sum(per_message), sum(per_message[:-2]) if len(prompt) >= 3 else 0
+    has_head = len(prompt) >= 3
+    return sum(per_message), sum(per_message[:-2]) if has_head else 0, per_message[0] if has_head and prompt[0]["role"] == "system" else 0
 
 
 def facet_plan(conversations: list[list[dict]], facets: list[Facet], llm: LLM, config: ClioConfig) -> tuple[StagePlan, list[ChatPrompt]]:
@@ -61,9 +62,10 @@ def facet_plan(conversations: list[list[dict]], facets: list[Facet], llm: LLM, c
     for row, text in enumerate(texts):
         for index, facet in enumerate(f for f in facets if f.method == "llm"):
             chat = prompts.facet_prompt(text, prompts.facet_question(facet), prompts.facet_answer_prefill(facet))
-            full, head = prompt_tokens(llm, chat)
+            full, head, base = prompt_tokens(llm, chat)
             total += full
-            prefill += full - head if reuse and index > 0 else full
+            # with reuse, a row's later facets skip its head, and every head after the first skips the system base
+            prefill += full if not reuse else full - head if index > 0 else full - base if row > 0 else full
             new_tokens += 1 if facet.numeric and prompts.numeric_options(facet) else config.facets.max_new_tokens
             chats.append(chat)
     return StagePlan("extract_facets", len(chats), total, prefill, new_tokens, exact=True), chats

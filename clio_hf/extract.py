@@ -139,9 +139,81 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
                        config: FacetConfig, column_prefix: str = "") -> dict[str, list]:
     """Every facet's values for one micro-batch of rows (`indices` within the shard starting at row `offset`).
 
-    The row function of every engine: the in-process map calls it, and so do the Ray actors.
+    The row function of every engine: the in-process map calls it, and so do the Ray actors. All open facets of the
+    batch go to the LLM in one `generate` call, and numeric facets with the same options in one `choose` call: the
+    facets of a row share the conversation prefix, and a bigger batch decodes more tokens per step.
     """
-    return {f.column: _FacetTask(llm, f, config, column_prefix)(batch, indices, offset)[C.facet_column(f, column_prefix)] for f in facets}
+    rows = [offset + i for i in indices]
+    conversation = column_prefix + C.CONVERSATION
+    conversations = batch[conversation]
+    values: dict[str, list] = {}
+    chats: dict[str, list] = {}
+    for facet in facets:
+        if facet.method == "language_id":
+            values[facet.column] = [detect_language_name(c) for c in conversations]
+            continue
+        if not chats:
+            try:
+                texts = [prompts.transcript(c) for c in conversations]
+            except (TypeError, KeyError) as error:
+                raise ValueError(f"extract_facets: row {rows[0]}..{rows[-1]}: column {conversation!r} is not a list of "
+                                 f"{{role, content}} messages ({error}). Run to_conversations first.") from error
+        question, prefill = prompts.facet_question(facet), prompts.facet_answer_prefill(facet)
+        chats[facet.column] = [prompts.facet_prompt(t, question, prefill) for t in texts]
+    asked = [f for f in facets if f.column in chats]
+    by_options: dict[tuple[str, ...], list[Facet]] = {}
+    for facet in asked:
+        options = prompts.numeric_options(facet) if facet.numeric else None
+        if options:
+            by_options.setdefault(tuple(options), []).append(facet)
+    for options, group in by_options.items():
+        picks = llm.choose([chat for f in group for chat in chats[f.column]], list(options))
+        for k, facet in enumerate(group):
+            values[facet.column] = [int(options[p]) for p in picks[k * len(rows) : (k + 1) * len(rows)]]
+    open_facets = [f for f in asked if f.column not in values]
+    if open_facets:
+        values.update(_generate_with_retries(llm, open_facets, chats, rows, config))
+    return {f.column: values[f.column] for f in facets}
+
+
+def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, list], rows: list[int],
+                           config: FacetConfig) -> dict[str, list]:
+    """Greedy answers to every (facet, row), then seeded re-samples of the unparseable ones, `max_retries` times."""
+    values = {f.column: [None] * len(rows) for f in facets}
+    pending = [(f, i) for f in facets for i in range(len(rows))]
+    for attempt in range(config.max_retries + 1):
+        if not pending:
+            break
+        sampled = attempt > 0
+        outputs = llm.generate(
+            [chats[f.column][i] for f, i in pending],
+            max_new_tokens=config.max_new_tokens,
+            stop=["</answer>"],
+            temperature=config.retry_temperature if sampled else 0.0,
+            seeds=[_seed(rows[i], f.column, attempt) for f, i in pending] if sampled else None,
+        )
+        still = []
+        for (facet, i), text in zip(pending, outputs):
+            value = _parse(facet, text)
+            if value is None:
+                still.append((facet, i))
+            else:
+                values[facet.column][i] = value
+        if still and attempt < config.max_retries:
+            logger.debug("re-sampling %d unparseable answers (attempt %d)", len(still), attempt + 1)
+        pending = still
+    if pending and config.on_error == "raise":
+        facet, i = pending[0]
+        raise ValueError(f"extract_facets: row {rows[i]}, facet {facet.name!r}: no parseable answer after "
+                         f"{config.max_retries + 1} attempts (on_error='raise').")
+    return values
+
+
+def _parse(facet: Facet, text: str):
+    if facet.numeric:
+        return prompts.parse_numeric(text, facet)
+    answer = prompts.parse_open_answer(text)
+    return None if answer is None else prompts.join_prefill(facet.prefill, answer)
 
 
 def _cached(shard: datasets.Dataset, fingerprint: str) -> bool:
@@ -164,9 +236,13 @@ class _FacetBatch:
         self.memo: dict[int, dict[str, list]] = {}
 
     def task(self, facet: Facet):
-        if facet.column not in self.pending:
-            return _FacetTask(self.llm, facet, self.config, self.prefix)
+        if facet.column not in self.pending:  # cached: the map loads it; computing it alone is the fallback
+            return functools.partial(self._alone, facet)
         return functools.partial(self._joint, facet)
+
+    def _alone(self, facet: Facet, batch: dict, indices: list[int], offset: int) -> dict:
+        values = facet_batch_values(self.llm, [facet], batch, indices, offset, config=self.config, column_prefix=self.prefix)
+        return {C.facet_column(facet, self.prefix): values[facet.column]}
 
     def _joint(self, facet: Facet, batch: dict, indices: list[int], offset: int) -> dict:
         key = offset + indices[0]
@@ -177,70 +253,6 @@ class _FacetBatch:
         if not self.memo[key]:
             del self.memo[key]
         return {C.facet_column(facet, self.prefix): values}
-
-
-class _FacetTask:
-    """The batched row function of one facet. Holds the model but is never hashed (fingerprints are explicit)."""
-
-    def __init__(self, llm: LLM | None, facet: Facet, config: FacetConfig, prefix: str):
-        self.llm, self.facet, self.config = llm, facet, config
-        self.conversation = prefix + C.CONVERSATION
-        self.out_column = C.facet_column(facet, prefix)
-        self.question = prompts.facet_question(facet)
-        self.answer_prefill = prompts.facet_answer_prefill(facet)
-
-    def __call__(self, batch: dict, indices: list[int], offset: int) -> dict:
-        rows = [offset + i for i in indices]
-        conversations = batch[self.conversation]
-        if self.facet.method == "language_id":
-            return {self.out_column: [detect_language_name(c) for c in conversations]}
-        try:
-            texts = [prompts.transcript(c) for c in conversations]
-        except (TypeError, KeyError) as error:
-            raise ValueError(f"extract_facets: row {rows[0]}..{rows[-1]}: column {self.conversation!r} is not a list of "
-                             f"{{role, content}} messages ({error}). Run to_conversations first.") from error
-        chats = [prompts.facet_prompt(t, self.question, self.answer_prefill) for t in texts]
-        options = prompts.numeric_options(self.facet) if self.facet.numeric else None
-        if options:
-            picks = self.llm.choose(chats, options)
-            return {self.out_column: [int(options[p]) for p in picks]}
-        return {self.out_column: self._generate_with_retries(chats, rows)}
-
-    def _generate_with_retries(self, chats, rows) -> list:
-        values: list = [None] * len(chats)
-        pending = list(range(len(chats)))
-        for attempt in range(self.config.max_retries + 1):
-            if not pending:
-                break
-            sampled = attempt > 0
-            outputs = self.llm.generate(
-                [chats[i] for i in pending],
-                max_new_tokens=self.config.max_new_tokens,
-                stop=["</answer>"],
-                temperature=self.config.retry_temperature if sampled else 0.0,
-                seeds=[_seed(rows[i], self.facet.column, attempt) for i in pending] if sampled else None,
-            )
-            still = []
-            for i, text in zip(pending, outputs):
-                value = self._parse(text)
-                if value is None:
-                    still.append(i)
-                else:
-                    values[i] = value
-            if still and attempt < self.config.max_retries:
-                logger.debug("%s: re-sampling %d unparseable answers (attempt %d)", self.facet.name, len(still), attempt + 1)
-            pending = still
-        if pending and self.config.on_error == "raise":
-            row = rows[pending[0]]
-            raise ValueError(f"extract_facets: row {row}, facet {self.facet.name!r}: no parseable answer after "
-                             f"{self.config.max_retries + 1} attempts (on_error='raise').")
-        return values
-
-    def _parse(self, text: str):
-        if self.facet.numeric:
-            return prompts.parse_numeric(text, self.facet)
-        answer = prompts.parse_open_answer(text)
-        return None if answer is None else prompts.join_prefill(self.facet.prefill, answer)
 
 
 def _seed(row: int, facet: str, attempt: int) -> int:

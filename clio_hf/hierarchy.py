@@ -1,12 +1,12 @@
 """Stage 5: `build_hierarchy` names the base clusters contrastively and builds the multi-level tree.
 
 Per clustered facet, after the Clio paper: each base cluster is named from a sample of its values and the nearest
-values outside it (several samples, the medoid answer wins). Then, level by level, with level sizes shrinking
-geometrically towards `max_top_nodes`: neighbourhoods of similar clusters get LLM-proposed parent names, near-duplicate
-names merge, every child picks one parent by a vote over shuffled candidate lists (the LLM chooses a number, so even a
-tiny model gives a valid answer), and each parent is renamed from its children. Every level must shrink and the number
-of levels is capped, so the loop always ends; whatever the LLM fails to name gets a deterministic name marked
-`name_source="fallback"`.
+values outside it (several samples; the answer nearest the cluster's centroid wins). Then, level by level, with level
+sizes shrinking geometrically towards `max_top_nodes`: neighbourhoods of similar clusters get LLM-proposed parent
+names, near-duplicate names merge, every child picks one parent by a vote over shuffled candidate lists (the LLM
+chooses a number, so even a tiny model gives a valid answer), and each parent is renamed from its children. Every
+level must shrink and the number of levels is capped, so the loop always ends; whatever the LLM fails to name gets a
+deterministic name marked `name_source="fallback"`.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def build_hierarchy(
     Args:
         ds: rows with `<facet>`, `<facet>_embedding` and `<facet>_cluster` columns (see `cluster_facets`).
         llm: names clusters and assigns parents.
-        embedder: embeds names for medoids, neighbourhoods and name dedup.
+        embedder: embeds names to pick among samples, for neighbourhoods and for name dedup.
         facets: the facets of the run; numeric ones give `<facet>_mean` columns.
     """
     clustered = [f for f in facets if f.clustered]
@@ -166,7 +166,7 @@ class _FacetTree:
         def prompt(cluster: int):
             return prompts.cluster_name_prompt(self.facet, insides[cluster], outsides[cluster])
 
-        named = self._name_with_samples(list(range(num_base)), prompt, level=0)
+        named = self._name_with_samples(list(range(num_base)), prompt, level=0, targets=self.base_centroids)
         for cluster, answer in enumerate(named):
             node = self.nodes[cluster]
             node.node_id = cluster
@@ -283,7 +283,8 @@ class _FacetTree:
             return prompts.rename_parent_prompt(self.facet, [self.nodes[m].name for m in parents[p][1]][:10])
 
         multi = [p for p, (_, members) in enumerate(parents) if len(members) > 1]
-        renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level)))
+        targets = [self._node_vectors(parents[p][1]).mean(axis=0) for p in multi]
+        renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level, targets=normalise(np.asarray(targets).reshape(len(multi), -1)))))
         ids = []
         for p, (candidate, members) in enumerate(parents):
             kids = [self.nodes[m] for m in members]
@@ -307,8 +308,12 @@ class _FacetTree:
         return ids
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _name_with_samples(self, items: list[int], make_prompt, level: int) -> list[tuple[str, str | None] | None]:
-        """(name, summary) per item: greedy first, then seeded samples; the medoid of the usable answers wins.
+    def _name_with_samples(self, items: list[int], make_prompt, level: int, targets: np.ndarray) -> list[tuple[str, str | None] | None]:
+        """(name, summary) per item: greedy first, then seeded samples; the usable answer closest to the item wins.
+
+        `targets[k]` is item k's unit vector (a base cluster's centroid, or the mean of a parent's children): the name
+        whose embedding is nearest to it describes what is in the group best. A small model often answers with text
+        about the prompt rather than the group; those answers lie far from every group and lose.
 
         Every sample of an item sees the same prompt (the seed alone varies it), so a backend with prefix reuse
         prefills each item's material once. Items go in chunks small enough for that reuse to survive between the
@@ -336,13 +341,13 @@ class _FacetTree:
                     parsed = prompts.parse_name_and_summary(text, self.forbidden)
                     if parsed:
                         answers[slot].append(parsed)
-        return [self._medoid(a) for a in answers]
+        return [self._closest(a, target) for a, target in zip(answers, targets)]
 
-    def _medoid(self, answers):
+    def _closest(self, answers, target: np.ndarray):
         if len(answers) <= 1:
             return answers[0] if answers else None
         vectors = normalise(self.embedder.encode([name for name, _ in answers]))
-        best = answers[int(np.argmax((vectors @ vectors.T).sum(axis=1)))]
+        best = answers[int(np.argmax(vectors @ target))]
         summary = best[1] or next((s for _, s in answers if s), None)
         return best[0], summary
 

@@ -135,8 +135,11 @@ class TransformersLLM:
 
     Prefix reuse: a prompt of three or more messages is split into its head (every message but the last question and
     the prefill) and the rest. The head's key/value cache is computed once and kept in a small LRU, so the facets of
-    one conversation, which share the conversation as their head, prefill it once instead of once per facet.
-    `prefix_reuse=False` prefills every prompt whole (same greedy outputs; for measuring what reuse saves).
+    one conversation, which share the conversation as their head, prefill it once instead of once per facet. Each head
+    in turn continues the system prompt's cached keys and values. `prefix_reuse=False` prefills every prompt whole
+    (same greedy outputs; for measuring what reuse saves).
+
+    Decoding is a loop of our own rather than `model.generate`: a row leaves the batch as soon as it stops.
     """
 
     def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 32, device: str | None = None,
@@ -168,26 +171,44 @@ class TransformersLLM:
     def truncate_text(self, text: str, max_tokens: int) -> str:
         return chat_template.truncate_text(self.tokenizer, text, max_tokens)
 
-    def _split(self, prompt: ChatPrompt) -> tuple[str, list[int]]:
-        """(head text, token ids of the rest); the head is "" when the prompt has no shareable part or reuse is off."""
+    def _split(self, prompt: ChatPrompt) -> tuple[tuple[str, str], list[int]]:
+        """((base, head) texts, token ids of the rest).
+
+        The head is "" when the prompt has no shareable part or reuse is off. The base is the start of the head that
+        every prompt with the same system message shares ("" when there is none): heads are computed on top of it.
+        """
         full = self.render(prompt)
         head = chat_template.render_head(self.tokenizer, prompt, self.chat_template_kwargs) if self.prefix_reuse else ""
         if not full.startswith(head):
             head = ""
-        return head, chat_template.token_ids(self.tokenizer, full[len(head):])
+        base = chat_template.render_base(self.tokenizer, prompt, self.chat_template_kwargs) if head else ""
+        return (base, head), chat_template.token_ids(self.tokenizer, full[len(head):])
 
-    def _prefix(self, head: str) -> tuple[list[int], list]:
-        """Token ids and per-layer (key, value) tensors of a head, from the LRU or computed alone (no padding)."""
+    def _prefix(self, head: str, base: str = "") -> tuple[list[int], list]:
+        """Token ids and per-layer (key, value) tensors of a head, from the LRU or computed alone (no padding).
+
+        A head that starts with `base` (the system message) continues the base's cached keys and values, so the system
+        prompt is prefilled once per run instead of once per conversation.
+        """
         import torch
+        from transformers import DynamicCache
 
         if head in self._prefixes:
             self._prefixes.move_to_end(head)
             return self._prefixes[head]
         ids = self.tokenizer(head, add_special_tokens=False).input_ids
+        past, start = None, 0
+        if base:
+            base_ids, base_kv = self._prefix(base)
+            if ids[: len(base_ids)] == base_ids:  # the two texts tokenize apart at the boundary: reuse is exact
+                past, start = DynamicCache(config=self.model.config), len(base_ids)
+                for layer, (keys, values) in enumerate(base_kv):
+                    past.update(keys, values, layer)
         with torch.inference_mode():
-            out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True, logits_to_keep=1)
+            out = self.model(input_ids=torch.tensor([ids[start:]], device=self.device), past_key_values=past,
+                             use_cache=True, logits_to_keep=1)
         entry = (ids, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
-        self.usage["prefill_tokens"] += len(ids)
+        self.usage["prefill_tokens"] += len(ids) - start
         self._prefixes[head] = entry
         while len(self._prefixes) > self.prefix_cache_size:
             self._prefixes.popitem(last=False)
@@ -204,11 +225,11 @@ class TransformersLLM:
 
         split = [self._split(p) for p in prompts]
         # Only the order matters here: similar lengths share a batch and waste little on padding.
-        order = sorted(range(len(prompts)), key=lambda i: (len(split[i][0]) + 4 * len(split[i][1]), split[i][0]))
+        order = sorted(range(len(prompts)), key=lambda i: (len(split[i][0][1]) + 4 * len(split[i][1]), split[i][0][1]))
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
             positions = order[start : start + self.batch_size]
-            heads = [self._prefix(split[i][0]) if split[i][0] else ([], None) for i in positions]
+            heads = [self._prefix(split[i][0][1], split[i][0][0]) if split[i][0][1] else ([], None) for i in positions]
             rests = [split[i][1] for i in positions]
             head_len, rest_len = max(len(h[0]) for h in heads), max(len(r) for r in rests)
             ids = torch.full((len(positions), head_len + rest_len), pad, dtype=torch.long)
@@ -240,35 +261,56 @@ class TransformersLLM:
             yield positions, ids.to(self.device), mask.to(self.device), cache, head_len
 
     def generate(self, prompts, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
-        import torch
-        from transformers import LogitsProcessorList
-
         results: list[str] = [""] * len(prompts)
-        for positions, ids, mask, cache, _ in self._batches(prompts):
-            processors = LogitsProcessorList()
-            if temperature > 0:
-                batch_seeds = [seeds[i] if seeds is not None else i for i in positions]
-                processors.append(_SeededSampler(batch_seeds, temperature))
-            with torch.inference_mode():
-                output = self.model.generate(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    past_key_values=cache,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                    logits_processor=processors,
-                    stop_strings=list(stop) or None,
-                    tokenizer=self.tokenizer,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                )
-            for row, position in zip(output[:, ids.shape[1] :], positions):
-                tokens = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
-                self.usage["generated_tokens"] += len(tokens)
-                results[position] = chat_template.cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
+        for positions, ids, mask, cache, head_len in self._batches(prompts):
+            draws = [seeds[i] if seeds is not None else i for i in positions] if temperature > 0 else None
+            for position, text in zip(positions, self._decode(ids, mask, cache, head_len, max_new_tokens, stop, temperature, draws)):
+                results[position] = text
         return results
+
+    def _decode(self, ids, mask, cache, head_len, max_new_tokens, stop, temperature, seeds) -> list[str]:
+        """Greedy (or seeded) decoding of one batch, dropping each row from the batch as soon as it is finished.
+
+        `model.generate` keeps every row until the last one stops; on a CPU a step costs about as much per row as
+        the rows it carries, and facet answers end at very different lengths, so finished rows are cut out of the
+        batch and its key/value cache.
+        """
+        import torch
+
+        sampler = _SeededSampler(seeds, temperature) if seeds is not None else None
+        eos = self.model.generation_config.eos_token_id
+        eos = set([eos] if isinstance(eos, int) else eos or [])
+        generated: list[list[int]] = [[] for _ in range(ids.shape[0])]
+        texts = [""] * ids.shape[0]
+        active = torch.arange(ids.shape[0])
+        inputs, positions = ids[:, head_len:], (mask.cumsum(-1) - 1).clamp(min=0)[:, head_len:]
+        with torch.inference_mode():
+            for _ in range(max_new_tokens):
+                out = self.model(input_ids=inputs, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                                 use_cache=True, logits_to_keep=1)
+                cache, scores = out.past_key_values, out.logits[:, -1, :].float()
+                if sampler is not None:
+                    scores = sampler(active.tolist(), scores)
+                tokens = scores.argmax(dim=-1).tolist()
+                keep = []
+                for slot, (row, token) in enumerate(zip(active.tolist(), tokens)):
+                    if token in eos:
+                        continue
+                    generated[row].append(token)
+                    self.usage["generated_tokens"] += 1
+                    texts[row] = self.tokenizer.decode(generated[row], skip_special_tokens=True)
+                    if not any(s and s in texts[row] for s in stop):
+                        keep.append(slot)
+                if not keep:
+                    break
+                index = torch.tensor(keep, device=mask.device)
+                if len(keep) < len(active):
+                    cache.batch_select_indices(index)
+                    active, mask, positions = active[index.cpu()], mask[index], positions[index]
+                inputs = torch.tensor(tokens, device=mask.device)[index][:, None]
+                positions = positions[:, -1:] + 1
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+        return [chat_template.cut_at_stop(text, stop) for text in texts]
 
     def choose(self, prompts, options):
         import torch
@@ -293,7 +335,7 @@ class _SeededSampler:
     """Sampling whose draw for a row depends only on that row's seed, not on what else is in the batch.
 
     Adding Gumbel noise from a per-row generator to the scaled logits and taking the argmax samples from
-    softmax(logits / temperature); greedy decoding then does the argmax.
+    softmax(logits / temperature). Each row draws once per step it is still decoding.
     """
 
     def __init__(self, seeds: Sequence[int], temperature: float):
@@ -302,9 +344,9 @@ class _SeededSampler:
         self.generators = [torch.Generator().manual_seed(int(s) % (2**63)) for s in seeds]
         self.temperature = temperature
 
-    def __call__(self, input_ids, scores):
+    def __call__(self, rows: Sequence[int], scores):
         import torch
 
-        uniform = torch.stack([torch.rand(scores.shape[1], generator=g) for g in self.generators]).to(scores.device)
+        uniform = torch.stack([torch.rand(scores.shape[1], generator=self.generators[r]) for r in rows]).to(scores.device)
         gumbel = -torch.log(-torch.log(uniform.clamp(1e-20, 1.0 - 1e-7)))
-        return scores.float() / self.temperature + gumbel
+        return scores / self.temperature + gumbel

@@ -3,7 +3,8 @@
 UMAP with the cosine metric, seeded, on the facet embeddings. Identical vectors (duplicates, repeated answers) are
 placed once and share their point, so repeated text neither distorts the neighbour graph nor costs time. For scale,
 UMAP is fitted on a seeded sample of `fit_rows` distinct vectors and the rest are placed with `transform` in batches,
-so memory and fit time stay bounded however many rows there are. Below `min_umap_rows` distinct vectors, where a
+so memory and fit time stay bounded however many rows there are. Below `min_umap_rows` distinct vectors, where UMAP's
+kernel compile would cost more than the map, a seeded t-SNE (cosine) draws it; below `min_neighbour_rows`, where a
 neighbour graph has too few points to mean anything, an exact PCA stands in (deterministic: eigenvectors of the
 covariance with a fixed sign).
 """
@@ -68,11 +69,15 @@ def project(vectors: np.ndarray, config: ProjectionConfig = ProjectionConfig()) 
     """(n, 2) float32 coordinates of (n, d) vectors; identical rows get identical points."""
     distinct, inverse = np.unique(np.ascontiguousarray(vectors, dtype=np.float32), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    use_umap = config.method == "umap" or (config.method == "auto" and len(distinct) >= config.min_umap_rows)
-    if use_umap and len(distinct) <= config.n_neighbors:
+    method = config.method
+    if method == "auto":
+        method = "pca" if len(distinct) < config.min_neighbour_rows else "tsne" if len(distinct) < config.min_umap_rows else "umap"
+    if method == "umap" and len(distinct) <= config.n_neighbors:
         raise ValueError(f"project: UMAP needs more than n_neighbors={config.n_neighbors} distinct vectors; got "
                          f"{len(distinct)}. Use method='auto' or 'pca'.")
-    points = _umap(distinct, config) if use_umap else _pca(distinct)
+    if method == "tsne" and len(distinct) < 4:
+        raise ValueError(f"project: t-SNE needs at least 4 distinct vectors; got {len(distinct)}. Use method='auto' or 'pca'.")
+    points = {"umap": _umap, "tsne": _tsne, "pca": lambda v, _: _pca(v)}[method](distinct, config)
     return points[inverse].astype(np.float32)
 
 
@@ -85,6 +90,16 @@ def _pca(vectors: np.ndarray) -> np.ndarray:
         axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
     signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(2)])
     return centred @ (axes * np.where(signs == 0, 1, signs))
+
+
+def _tsne(vectors: np.ndarray, config: ProjectionConfig) -> np.ndarray:
+    try:
+        from sklearn.manifold import TSNE
+    except ImportError as error:
+        raise ImportError("The topic map of a small dataset needs scikit-learn: pip install scikit-learn "
+                          "(or ProjectionConfig(method='pca'))") from error
+    perplexity = min(30.0, (len(vectors) - 1) / 3)
+    return TSNE(n_components=2, metric="cosine", init="pca", perplexity=perplexity, random_state=config.seed).fit_transform(vectors)
 
 
 def _umap(vectors: np.ndarray, config: ProjectionConfig) -> np.ndarray:

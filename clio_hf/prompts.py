@@ -34,6 +34,7 @@ _PLACEHOLDERS = {
 }
 
 MAX_NAME_CHARS = 120
+_NEXT_SENTENCE = re.compile(r"(?<=[a-z0-9][a-z0-9])[.!?]\s+(?=[A-Z])")
 # "This is a group of people who are ..." says nothing; what follows it may. A name left with fewer than two words
 # outside _META_WORDS ("This is a list of the list") describes the prompt, not the conversations.
 _SELF_REFERENCE = re.compile(
@@ -228,6 +229,7 @@ def parse_numbered_list(text: str, forbidden: Sequence[str] = ()) -> list[str]:
 def clean_name(text: str, forbidden: Sequence[str] = ()) -> str | None:
     text = " ".join(_ANY_TAG.sub(" ", text or "").replace("<", " ").replace(">", " ").split())
     text = _SELF_REFERENCE.sub("", text.strip(" \"'`*_#-:;,.!?")).strip(" \"'`*_#-:;,.!?")
+    text = _NEXT_SENTENCE.split(text, 1)[0]  # a name is one phrase; a second sentence is the model rambling on
     if len(text) > MAX_NAME_CHARS:
         text = text[:MAX_NAME_CHARS].rsplit(" ", 1)[0].rstrip(" ,;:-")
     if len(re.findall(r"[^\W\d_]", text)) < 3 or text.casefold() in _PLACEHOLDERS or copies_prompt(text, forbidden):
@@ -291,8 +293,8 @@ def fallback_summary(value: str, size: int) -> str:
 def prompt_examples(facet: Facet) -> list[str]:
     """Example texts quoted inside our naming prompts, and their instructions; a name that repeats one is rejected."""
     quoted = re.findall(r"(?:^|\s)'([^']{3,}?)'(?=[\s.,;]|$)", facet.summary_criteria or "")
-    instructions = [_NAME_TASK, _PROPOSE_TASK, _RENAME_TASK, _NO_PII, NAME_FORMAT, _OUTSIDE_INTRO, _GROUPS_INTRO,
-                    _CHILDREN_INTRO, facet.summary_criteria or "", facet.question]
+    instructions = [SYSTEM, FACET_RULES, _NAME_TASK, _PROPOSE_TASK, _RENAME_TASK, _NO_PII, NAME_FORMAT, _OUTSIDE_INTRO,
+                    _GROUPS_INTRO, _CHILDREN_INTRO, facet.summary_criteria or "", facet.question]
     return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary", *_ACKS, *instructions]
 
 

@@ -43,7 +43,9 @@ def test_prefix_reuse_switch_keeps_greedy_outputs_and_prefills_less(llm):
     assert (on_texts, on_picks) == (off_texts, off_picks)
     assert on["prompt_tokens"] == off["prompt_tokens"] == off["prefill_tokens"]
     heads = sum(prompt_tokens(llm, c)[1] for c in _chats(REQUEST))
-    assert on["prefill_tokens"] == off["prefill_tokens"] - 2 * heads  # 3 facets, each conversation computed once
+    base = prompt_tokens(llm, _chats(REQUEST)[0])[2]
+    # 3 facets: each conversation is computed once, and the system prompt under the conversations once
+    assert base > 0 and on["prefill_tokens"] == off["prefill_tokens"] - 2 * heads - (len(TEXTS) - 1) * base
 
 
 def test_llm_prompts_and_backends_import_without_datasets():
@@ -83,7 +85,8 @@ def test_dry_run_counts_every_facet_prompt_as_rendered(llm):
     rendered = sum(llm.count_tokens(llm.render(c)) for c in chats)
     assert plan.prompt_tokens == rendered
     heads = sum(prompt_tokens(llm, c)[1] for c in _chats(REQUEST))
-    assert plan.prefill_tokens == rendered - (len(llm_facets) - 1) * heads
+    base = prompt_tokens(llm, _chats(REQUEST)[0])[2]
+    assert plan.prefill_tokens == rendered - (len(llm_facets) - 1) * heads - (len(TEXTS) - 1) * base
     # Request and Task generate up to max_new_tokens; Concerning chooses one digit.
     assert plan.max_new_tokens == len(TEXTS) * (2 * config.facets.max_new_tokens + 1)
     naming = naming_plan(100, list(MAIN_FACETS), llm, config)

@@ -132,3 +132,24 @@ def test_naming_samples_share_their_prompt_so_the_material_is_prefilled_once():
     assert heads and all(len(same) == 3 for same in heads.values()), "greedy + 2 samples per named item"
     assert all(all(p == same[0] for p in same) for same in heads.values()), "samples differ by seed, not by prompt"
     assert all("<answers>" in p[1]["content"] or "<groups>" in p[1]["content"] for p in naming), "values in the head"
+
+
+def test_the_sample_nearest_the_cluster_names_it_even_when_outvoted():
+    """Two off-topic answers agree with each other; the one answer that describes the members must still win."""
+    data = _clustered(40)
+    seen: dict[str, int] = {}
+
+    def reply(prompt):
+        material = prompt[1]["content"]
+        if "<answers>" not in material:
+            return " Everyday help</answer>"
+        turn = seen[material] = seen.get(material, 0) + 1
+        if turn < 3:
+            return f"Another group of {'similar' if turn == 1 else 'related'} conversations</name>"
+        first_value = material.split("<answers>\n- ", 1)[1].split("\n", 1)[0]
+        return f"{first_value}</name>"
+
+    tree = build_hierarchy(data, ScriptedLLM(reply=reply), HashEmbedder(), facets=[REQUEST], config=HierarchyConfig(name_samples=3))
+    base = [n for n in tree if n["level"] == 0]
+    values = {v.removeprefix(REQUEST.prefill).strip().casefold() for v in data["request"]}
+    assert base and all(n["name"].casefold() in values for n in base)

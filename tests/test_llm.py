@@ -27,9 +27,11 @@ def test_prefix_reuse_gives_the_same_answers_with_less_prefill(llm):
     shared = [llm.generate(_chats(f, TEXTS), max_new_tokens=6, stop=["</answer>"]) for f in (REQUEST, TASK)]
     shared_choice = llm.choose(_chats(CONCERNING, TEXTS), list("12345"))
     spent = {k: llm.usage[k] - before[k] for k in before}
-    heads = sum(llm.count_tokens(llm._split(c)[0]) for c in _chats(REQUEST, TEXTS))
-    assert spent["prompts"] == 9
-    assert spent["prefill_tokens"] == spent["prompt_tokens"] - 2 * heads  # each conversation prefilled once, not 3 times
+    (base, _), _ = llm._split(_chats(REQUEST, TEXTS)[0])
+    heads = sum(llm.count_tokens(llm._split(c)[0][1]) for c in _chats(REQUEST, TEXTS))
+    assert spent["prompts"] == 9 and llm.count_tokens(base) > 20
+    # Each conversation is prefilled once, not 3 times, and the system prompt under it once, not 3 times.
+    assert spent["prefill_tokens"] == spent["prompt_tokens"] - 2 * heads - (len(TEXTS) - 1) * llm.count_tokens(base)
 
     llm.prefix_cache_size, llm._prefixes = 0, type(llm._prefixes)()
     try:
@@ -45,6 +47,26 @@ def test_batch_composition_does_not_change_answers(llm):
     together = llm.generate(chats, max_new_tokens=6, stop=["</answer>"])
     one_by_one = [llm.generate([c], max_new_tokens=6, stop=["</answer>"])[0] for c in chats]
     assert together == one_by_one
+
+
+def test_finished_rows_leave_the_batch_without_changing_any_answer(llm):
+    chats = _chats(REQUEST, TEXTS) + _chats(TASK, TEXTS)
+    llm.generate(chats, max_new_tokens=1)  # the heads are cached now: every forward below is the batch itself
+    widths = []
+    forward = llm.model.forward
+
+    def spy(*args, **kwargs):
+        widths.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    llm.model.forward = spy
+    try:
+        together = llm.generate(chats, max_new_tokens=40, stop=["</answer>"])
+    finally:
+        del llm.model.forward
+    assert widths[0] == len(chats) and min(widths) < len(chats)  # rows that stopped were dropped mid-batch
+    assert widths == sorted(widths, reverse=True)
+    assert together == [llm.generate([c], max_new_tokens=40, stop=["</answer>"])[0] for c in chats]
 
 
 def test_seeded_sampling_depends_only_on_the_seed(llm):
@@ -69,6 +91,14 @@ def test_truncation_counts_with_the_tokenizer(llm):
     text = "one two three four five six seven eight nine ten " * 20
     cut = llm.truncate_text(text, 17)
     assert llm.count_tokens(cut) <= 17 and text.startswith(cut) and len(cut) < len(text)
+
+
+def test_truncation_stays_in_budget_when_characters_span_tokens(llm):
+    text = "héllo wörld 你好世界 😀😃😄 " * 5
+    for budget in range(1, 40):
+        cut = llm.truncate_text(text, budget)
+        assert llm.count_tokens(cut) <= budget and text.startswith(cut)
+    assert llm.count_tokens(llm.truncate_text(text, 39)) >= 36  # stepping back loses a token or two, not the text
 
 
 def test_unknown_specs_list_the_valid_forms():

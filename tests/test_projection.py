@@ -1,5 +1,5 @@
-"""The topic map (`clio_hf.projection`): shapes, determinism, duplicates, nulls, PCA below the UMAP threshold, and a
-real UMAP fit on a sample with the rest placed by `transform`."""
+"""The topic map (`clio_hf.projection`): shapes, determinism, duplicates, nulls, PCA for tiny data, t-SNE below the UMAP
+threshold, and a real UMAP fit on a sample with the rest placed by `transform`."""
 
 from __future__ import annotations
 
@@ -51,23 +51,41 @@ def test_project_facets_adds_float_columns_and_keeps_nulls():
         project_facets(ds.remove_columns("request_embedding"), facets=[REQUEST])
 
 
-def test_umap_fits_a_sample_and_transforms_the_rest_deterministically():
-    # three well separated groups of directions: the map must keep them apart
+def _three_groups() -> np.ndarray:
     rng = np.random.default_rng(1)
     centres = _unit(3, dim=24, seed=7) * 4
     vectors = np.vstack([c + rng.normal(scale=0.3, size=(30, 24)) for c in centres]).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _groups_stay_apart(points: np.ndarray) -> bool:
+    labels = np.repeat(np.arange(3), 30)
+    means = np.array([points[labels == k].mean(axis=0) for k in range(3)])
+    spread = max(np.linalg.norm(points[labels == k] - means[k], axis=1).mean() for k in range(3))
+    return min(np.linalg.norm(means[a] - means[b]) for a in range(3) for b in range(a + 1, 3)) > 2 * spread
+
+
+def test_umap_fits_a_sample_and_transforms_the_rest_deterministically():
+    vectors = _three_groups()  # well separated groups of directions: the map must keep them apart
     config = ProjectionConfig(fit_rows=60, min_umap_rows=48, n_neighbors=10, transform_batch_size=16)
     points = project(vectors, config)
     assert points.shape == (90, 2) and np.isfinite(points).all()
     assert np.array_equal(project(vectors, config), points)  # seeded: the same map again
-    labels = np.repeat(np.arange(3), 30)
-    means = np.array([points[labels == k].mean(axis=0) for k in range(3)])
-    spread = max(np.linalg.norm(points[labels == k] - means[k], axis=1).mean() for k in range(3))
-    gaps = min(np.linalg.norm(means[a] - means[b]) for a in range(3) for b in range(a + 1, 3))
-    assert gaps > 2 * spread  # transformed rows land with their group, not at random
+    assert _groups_stay_apart(points)  # transformed rows land with their group, not at random
     with pytest.raises(ValueError, match="n_neighbors"):
         project(vectors[:8], ProjectionConfig(method="umap"))
+
+
+def test_between_the_thresholds_a_seeded_tsne_draws_the_map(monkeypatch):
+    vectors = _three_groups()
+    import clio_hf.projection as projection
+
+    monkeypatch.setattr(projection, "_umap", None)  # auto must not reach UMAP below min_umap_rows
+    points = project(vectors)
+    assert points.shape == (90, 2) and np.isfinite(points).all()
+    assert np.array_equal(project(vectors), points)
+    assert _groups_stay_apart(points)
+    assert not np.allclose(points, project(vectors, ProjectionConfig(method="pca")))
 
 
 def test_real_result_has_a_map_for_each_clustered_facet(real_result):

@@ -123,3 +123,16 @@ def test_column_names_and_facet_resolution():
 def test_self_referential_openings_are_cut_from_names():
     name = "This is a group of people who are interested in learning about the product launch"
     assert prompts.clean_name(name) == "Interested in learning about the product launch"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('The group is named "Data help" and is a team of experts. The task is described', 'The group is named "Data help" and is a team of experts'),
+        ("Debug Python code. Then explain it", "Debug Python code"),
+        ("Explain U.S. tax law to a new resident", "Explain U.S. tax law to a new resident"),
+        ("Write a haiku about autumn leaves", "Write a haiku about autumn leaves"),
+    ],
+)
+def test_a_name_keeps_its_first_sentence_only(text, expected):
+    assert prompts.clean_name(text) == expected
