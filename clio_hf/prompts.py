@@ -34,7 +34,7 @@ _PLACEHOLDERS = {
 }
 
 MAX_NAME_CHARS = 120
-_NEXT_SENTENCE = re.compile(r"(?<=[a-z0-9][a-z0-9])[.!?]\s+(?=[A-Z])")
+_NEXT_SENTENCE = re.compile(r"(?<=[a-z0-9][a-z0-9])[.!?](?:\s+(?=[A-Z])|(?=[A-Z][a-z]))")
 # "This is a group of people who are ..." says nothing; what follows it may. A name left with fewer than two words
 # outside _META_WORDS ("This is a list of the list") describes the prompt, not the conversations.
 _SELF_REFERENCE = re.compile(

@@ -130,6 +130,8 @@ def test_self_referential_openings_are_cut_from_names():
     [
         ('The group is named "Data help" and is a team of experts. The task is described', 'The group is named "Data help" and is a team of experts'),
         ("Debug Python code. Then explain it", "Debug Python code"),
+        ("Plan a weekend trip to the coast.The user wants a packing list", "Plan a weekend trip to the coast"),
+        ("Deploy an ASP.NET app and a Node.js server", "Deploy an ASP.NET app and a Node.js server"),
         ("Explain U.S. tax law to a new resident", "Explain U.S. tax law to a new resident"),
         ("Write a haiku about autumn leaves", "Write a haiku about autumn leaves"),
     ],
