@@ -283,8 +283,8 @@ class _FacetTree:
             return prompts.rename_parent_prompt(self.facet, [self.nodes[m].name for m in parents[p][1]][:10])
 
         multi = [p for p, (_, members) in enumerate(parents) if len(members) > 1]
-        targets = [self._node_vectors(parents[p][1]).mean(axis=0) for p in multi]
-        renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level, targets=normalise(np.asarray(targets).reshape(len(multi), -1)))))
+        targets = [normalise(self._node_vectors(parents[p][1]).mean(axis=0, keepdims=True))[0] for p in multi]
+        renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level, targets=targets)))
         ids = []
         for p, (candidate, members) in enumerate(parents):
             kids = [self.nodes[m] for m in members]
@@ -308,7 +308,7 @@ class _FacetTree:
         return ids
 
     # ------------------------------------------------------------------------------------------------ helpers
-    def _name_with_samples(self, items: list[int], make_prompt, level: int, targets: np.ndarray) -> list[tuple[str, str | None] | None]:
+    def _name_with_samples(self, items: list[int], make_prompt, level: int, targets: Sequence[np.ndarray]) -> list[tuple[str, str | None] | None]:
         """(name, summary) per item: greedy first, then seeded samples; the usable answer closest to the item wins.
 
         `targets[k]` is item k's unit vector (a base cluster's centroid, or the mean of a parent's children): the name
