@@ -64,12 +64,8 @@ def facet_plan(conversations: list[list[dict]], facets: list[Facet], llm: LLM, c
             chat = prompts.facet_prompt(text, prompts.facet_question(facet), prompts.facet_answer_prefill(facet))
             full, head, base = prompt_tokens(llm, chat)
             total += full
-            if not reuse:
-                prefill += full
-            elif index > 0:  # a row's later facets reuse its head
-                prefill += full - head
-            else:  # a row's first facet computes its head, on top of the system base the first row computed
-                prefill += full - base if row > 0 else full
+            # with reuse, a row's later facets skip its head, and every head after the first skips the system base
+            prefill += full if not reuse else full - head if index > 0 else full - base if row > 0 else full
             new_tokens += 1 if facet.numeric and prompts.numeric_options(facet) else config.facets.max_new_tokens
             chats.append(chat)
     return StagePlan("extract_facets", len(chats), total, prefill, new_tokens, exact=True), chats

@@ -146,17 +146,21 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
     rows = [offset + i for i in indices]
     conversation = column_prefix + C.CONVERSATION
     conversations = batch[conversation]
-    values = {f.column: [detect_language_name(c) for c in conversations] for f in facets if f.method == "language_id"}
-    asked = [f for f in facets if f.column not in values]
-    if not asked:
-        return values
-    try:
-        texts = [prompts.transcript(c) for c in conversations]
-    except (TypeError, KeyError) as error:
-        raise ValueError(f"extract_facets: row {rows[0]}..{rows[-1]}: column {conversation!r} is not a list of "
-                         f"{{role, content}} messages ({error}). Run to_conversations first.") from error
-    chats = {f.column: [prompts.facet_prompt(t, prompts.facet_question(f), prompts.facet_answer_prefill(f)) for t in texts]
-             for f in asked}
+    values: dict[str, list] = {}
+    chats: dict[str, list] = {}
+    for facet in facets:
+        if facet.method == "language_id":
+            values[facet.column] = [detect_language_name(c) for c in conversations]
+            continue
+        if not chats:
+            try:
+                texts = [prompts.transcript(c) for c in conversations]
+            except (TypeError, KeyError) as error:
+                raise ValueError(f"extract_facets: row {rows[0]}..{rows[-1]}: column {conversation!r} is not a list of "
+                                 f"{{role, content}} messages ({error}). Run to_conversations first.") from error
+        question, prefill = prompts.facet_question(facet), prompts.facet_answer_prefill(facet)
+        chats[facet.column] = [prompts.facet_prompt(t, question, prefill) for t in texts]
+    asked = [f for f in facets if f.column in chats]
     by_options: dict[tuple[str, ...], list[Facet]] = {}
     for facet in asked:
         options = prompts.numeric_options(facet) if facet.numeric else None

@@ -203,7 +203,7 @@ class _FacetTree:
         for candidate in sorted(set(assignment)):
             members = [children[j] for j, a in enumerate(assignment) if a == candidate]
             parents.append((names[candidate], members))
-        return self._make_parents(parents, level, dict(zip(children, child_vectors)))
+        return self._make_parents(parents, level)
 
     def _propose(self, children, child_vectors, level, target) -> _Candidates:
         """Candidate parent names, each with the children (positions) whose neighbourhood proposed it."""
@@ -278,12 +278,12 @@ class _FacetTree:
                 votes[j][order[pick]] += 1
         return [max(v, key=lambda c: (v[c], float(candidates.vectors[c] @ child_vectors[j]))) for j, v in enumerate(votes)]
 
-    def _make_parents(self, parents, level, vector_of: dict[int, np.ndarray]) -> list[int]:
+    def _make_parents(self, parents, level) -> list[int]:
         def prompt(p: int):
             return prompts.rename_parent_prompt(self.facet, [self.nodes[m].name for m in parents[p][1]][:10])
 
         multi = [p for p, (_, members) in enumerate(parents) if len(members) > 1]
-        targets = [normalise(np.mean([vector_of[m] for m in parents[p][1]], axis=0, keepdims=True))[0] for p in multi]
+        targets = [normalise(self._node_vectors(parents[p][1]).mean(axis=0, keepdims=True))[0] for p in multi]
         renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level, targets=targets)))
         ids = []
         for p, (candidate, members) in enumerate(parents):

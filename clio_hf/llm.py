@@ -171,8 +171,8 @@ class TransformersLLM:
     def truncate_text(self, text: str, max_tokens: int) -> str:
         return chat_template.truncate_text(self.tokenizer, text, max_tokens)
 
-    def _split(self, prompt: ChatPrompt) -> tuple[str, str, list[int]]:
-        """(base text, head text, token ids of the rest).
+    def _split(self, prompt: ChatPrompt) -> tuple[tuple[str, str], list[int]]:
+        """((base, head) texts, token ids of the rest).
 
         The head is "" when the prompt has no shareable part or reuse is off. The base is the start of the head that
         every prompt with the same system message shares ("" when there is none): heads are computed on top of it.
@@ -182,7 +182,7 @@ class TransformersLLM:
         if not full.startswith(head):
             head = ""
         base = chat_template.render_base(self.tokenizer, prompt, self.chat_template_kwargs) if head else ""
-        return base, head, chat_template.token_ids(self.tokenizer, full[len(head):])
+        return (base, head), chat_template.token_ids(self.tokenizer, full[len(head):])
 
     def _prefix(self, head: str, base: str = "") -> tuple[list[int], list]:
         """Token ids and per-layer (key, value) tensors of a head, from the LRU or computed alone (no padding).
@@ -225,12 +225,12 @@ class TransformersLLM:
 
         split = [self._split(p) for p in prompts]
         # Only the order matters here: similar lengths share a batch and waste little on padding.
-        order = sorted(range(len(prompts)), key=lambda i: (len(split[i][1]) + 4 * len(split[i][2]), split[i][1]))
+        order = sorted(range(len(prompts)), key=lambda i: (len(split[i][0][1]) + 4 * len(split[i][1]), split[i][0][1]))
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.batch_size):
             positions = order[start : start + self.batch_size]
-            heads = [self._prefix(split[i][1], split[i][0]) if split[i][1] else ([], None) for i in positions]
-            rests = [split[i][2] for i in positions]
+            heads = [self._prefix(split[i][0][1], split[i][0][0]) if split[i][0][1] else ([], None) for i in positions]
+            rests = [split[i][1] for i in positions]
             head_len, rest_len = max(len(h[0]) for h in heads), max(len(r) for r in rests)
             ids = torch.full((len(positions), head_len + rest_len), pad, dtype=torch.long)
             mask = torch.zeros_like(ids)
@@ -281,6 +281,7 @@ class TransformersLLM:
         eos = self.model.generation_config.eos_token_id
         eos = set([eos] if isinstance(eos, int) else eos or [])
         generated: list[list[int]] = [[] for _ in range(ids.shape[0])]
+        texts = [""] * ids.shape[0]
         active = torch.arange(ids.shape[0])
         inputs, positions = ids[:, head_len:], (mask.cumsum(-1) - 1).clamp(min=0)[:, head_len:]
         with torch.inference_mode():
@@ -297,7 +298,8 @@ class TransformersLLM:
                         continue
                     generated[row].append(token)
                     self.usage["generated_tokens"] += 1
-                    if not stop or not any(s and s in self._text(generated[row]) for s in stop):
+                    texts[row] = self.tokenizer.decode(generated[row], skip_special_tokens=True)
+                    if not any(s and s in texts[row] for s in stop):
                         keep.append(slot)
                 if not keep:
                     break
@@ -308,10 +310,7 @@ class TransformersLLM:
                 inputs = torch.tensor(tokens, device=mask.device)[index][:, None]
                 positions = positions[:, -1:] + 1
                 mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
-        return [chat_template.cut_at_stop(self._text(tokens), stop) for tokens in generated]
-
-    def _text(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return [chat_template.cut_at_stop(text, stop) for text in texts]
 
     def choose(self, prompts, options):
         import torch

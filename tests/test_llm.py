@@ -27,8 +27,8 @@ def test_prefix_reuse_gives_the_same_answers_with_less_prefill(llm):
     shared = [llm.generate(_chats(f, TEXTS), max_new_tokens=6, stop=["</answer>"]) for f in (REQUEST, TASK)]
     shared_choice = llm.choose(_chats(CONCERNING, TEXTS), list("12345"))
     spent = {k: llm.usage[k] - before[k] for k in before}
-    base, _, _ = llm._split(_chats(REQUEST, TEXTS)[0])
-    heads = sum(llm.count_tokens(llm._split(c)[1]) for c in _chats(REQUEST, TEXTS))
+    (base, _), _ = llm._split(_chats(REQUEST, TEXTS)[0])
+    heads = sum(llm.count_tokens(llm._split(c)[0][1]) for c in _chats(REQUEST, TEXTS))
     assert spent["prompts"] == 9 and llm.count_tokens(base) > 20
     # Each conversation is prefilled once, not 3 times, and the system prompt under it once, not 3 times.
     assert spent["prefill_tokens"] == spent["prompt_tokens"] - 2 * heads - (len(TEXTS) - 1) * llm.count_tokens(base)
