@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 
 from . import chat_template
-from .llm import ChatPrompt
+from .llm import ChatPrompt, compute_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class VLLMLLM:
             # On a CPU the engine core runs in this process: no second copy of torch and vLLM to import (tens of
             # seconds on 2 cores), and a Ctrl-C reaches the generation loop directly.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            # The packaged models are converted to bfloat16, which a CPU without bfloat16 units only emulates.
+            engine_kwargs.setdefault("dtype", compute_dtype("cpu"))
         self.model_id = model_id or f"vllm:{path}"
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.progress = progress

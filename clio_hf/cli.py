@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from .models import DEFAULT_LLM
+
 logger = logging.getLogger("clio_hf.cli")
 
 
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--column-prefix", default="", help="prefix for every added column")
     annotate.add_argument("--group-column", help="count every hierarchy node's rows per value of this column "
                                                  "(an input column such as model, or a facet such as language)")
-    annotate.add_argument("--llm", default="smollm2-135m", help="LLM spec (smollm2-135m, transformers:PATH, ...)")
+    annotate.add_argument("--llm", default=DEFAULT_LLM, help=f"LLM spec ({DEFAULT_LLM}, smollm2-135m, transformers:PATH, ...)")
     annotate.add_argument("--embedder", default="minilm-l6", help="embedder spec (minilm-l6, sentence-transformers:PATH)")
     annotate.add_argument("--out", help="folder to save the result to (Hub layout)")
     annotate.add_argument("--push-to-hub", metavar="REPO", help="push the result to this dataset repo")

@@ -75,7 +75,7 @@ def column_name(name: str) -> str:
 
 REQUEST = Facet(
     name="Request",
-    question="What is the user's overall request for the assistant?",
+    question="In the conversation above, what did the user ask the AI assistant for?",
     prefill="The user's overall request for the assistant is to",
     # No example names in the criteria: the packaged 135M model copies any example it is shown instead of naming.
     summary_criteria="The cluster name is a short imperative sentence saying what the users asked for.",
@@ -87,7 +87,7 @@ LANGUAGE = Facet(
 )
 TASK = Facet(
     name="Task",
-    question="What task is the assistant being asked to perform in this conversation?",
+    question="In the conversation above, what task did the user give the AI assistant?",
     prefill="The task is to",
     summary_criteria="The cluster name is a short active-verb phrase naming the task from the assistant's side.",
 )

@@ -31,6 +31,7 @@ from .groups import check_group_column, count_groups
 from .hierarchy import build_hierarchy
 from .lenses import check_lens_inputs, explain_scores
 from .llm import LLM, load_llm
+from .models import DEFAULT_LLM
 from .privacy import AUDIT_PROMPT_VERSION, apply_privacy_gates, withheld_counts
 from .projection import project_facets
 from .prompts import PROMPT_VERSION
@@ -51,7 +52,7 @@ def annotate(
     sample: int | None = None,
     seed: int = 0,
     facets: Sequence[Facet] | str = MAIN_FACETS,
-    llm: str | LLM = "smollm2-135m",
+    llm: str | LLM = DEFAULT_LLM,
     embedder: str | Embedder = "minilm-l6",
     config: ClioConfig = ClioConfig(),
     *,

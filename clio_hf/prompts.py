@@ -14,13 +14,11 @@ from collections.abc import Sequence
 from .facets import Facet
 from .llm import ChatPrompt
 
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 
-SYSTEM = (
-    "You analyse conversations between users and an AI assistant to produce anonymous, aggregate statistics. "
-    "Answer briefly and factually. Never include names of people, places or organisations, contact details, "
-    "or any other personal information."
-)
+# Small models echo what the system message says about their own job ("to produce anonymous, aggregate statistics"
+# became most task values of Qwen2.5-Coder-0.5B under prompt version 2), so it describes no job, only the answer.
+SYSTEM = "You answer questions about a conversation between a user and an AI assistant, briefly and plainly."
 
 # Tags of our own prompts. Inside a transcript they are neutralised so that text a user wrote can never close our
 # tags or open an answer of its own.
@@ -74,8 +72,8 @@ def _material_then_task(material: str, ack: str, task: str, prefill: str) -> Cha
 
 # ---------------------------------------------------------------------------------------------------- facets
 FACET_RULES = (
-    "I will ask questions about it. Answer each inside <answer></answer> tags, in one short, descriptive and "
-    "neutral sentence, without names, places or other personal details."
+    "I will ask questions about it. Answer each inside <answer></answer> tags with one short sentence about what "
+    "the user wrote. Leave out names and personal details."
 )
 
 

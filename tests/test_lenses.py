@@ -174,7 +174,7 @@ def test_real_lenses_on_instruction_and_output_columns(sharegpt_source, tmp_path
     config = clio_hf.ClioConfig(conversation=clio_hf.ConversationConfig(max_tokens=96),
                                 facets=clio_hf.FacetConfig(rationale_max_new_tokens=20, max_retries=0))
     result = clio_hf.annotate(datasets.Dataset.from_list(pairs), facets="learning_value,instruction_following",
-                              columns=["instruction", "output"], config=config, cache_dir=tmp_path)
+                              columns=["instruction", "output"], llm="smollm2-135m", config=config, cache_dir=tmp_path)
     data = result.data
     for lens, (lo, hi) in (("learning_value", (1, 5)), ("instruction_following", (1, 4))):
         assert data.features[lens] == datasets.Value("int64")

