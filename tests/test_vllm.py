@@ -21,6 +21,9 @@ else:
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache; the default reserves far more than needed
 
 TEXTS = ["How do I sort a dict by value in Python?", "Give me three names for a grey cat.", "Explain what a mortgage is."]
+# vLLM caches whole blocks only (128 tokens on the CPU): a reply this long makes each conversation's head span one.
+REPLY = ("Sure. Here is a short answer, with the main points first and the details after them, so that you can "
+         "stop reading once you have what you need. " * 3).strip()
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +41,7 @@ def engine(smollm2_dir):
 
 
 def _chats(facet, texts=TEXTS):
-    return [prompts.facet_prompt(prompts.transcript(conversation(t, "Sure.")), prompts.facet_question(facet),
+    return [prompts.facet_prompt(prompts.transcript(conversation(t, REPLY)), prompts.facet_question(facet),
                                  prompts.facet_answer_prefill(facet)) for t in texts]
 
 
