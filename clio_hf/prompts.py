@@ -24,6 +24,7 @@ SYSTEM = "You answer questions about a conversation between a user and an AI ass
 # tags or open an answer of its own.
 _RESERVED_TAG = re.compile(r"<(/?)\s*(answer|conversation|name|summary|answers|contrastive_answers|groups)\s*>", re.I)
 _ANY_TAG = re.compile(r"</?[a-zA-Z_][^<>]{0,40}>")
+_PARTIAL_CLOSING_TAG = re.compile(r"<(?:/[a-z]*)?$")
 _NUMBERED = re.compile(r"^\s*(?:\d+\s*[.):-]|[-*•])\s*")
 _PLACEHOLDERS = {
     "name", "cluster name", "summary", "n/a", "none", "unknown", "todo", "...", "category", "group", "a user", "the user",
@@ -118,6 +119,7 @@ def parse_numeric(text: str, facet: Facet) -> int | None:
 def parse_open_answer(text: str) -> str | None:
     """A facet answer: the text before any closing tag, tags stripped, non-empty and with some letters in it."""
     text = (text or "").split("</answer>", 1)[0]
+    text = _PARTIAL_CLOSING_TAG.sub("", text)  # the token budget can run out inside the closing tag
     text = " ".join(_ANY_TAG.sub(" ", text).split())
     if len(re.findall(r"[^\W\d_]", text)) < 2:
         return None

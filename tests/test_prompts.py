@@ -28,6 +28,9 @@ def test_facet_prompt_puts_the_conversation_first_and_prefills_the_tag():
         ("", None),
         ("  ...  ", None),
         ("12", None),
+        # the token budget ran out inside the closing tag (seen in a real run: "...point 3, 4</")
+        (" summarize the main ideas into bullet points.</", "summarize the main ideas into bullet points."),
+        (" fix the loop</answ", "fix the loop"),
     ],
 )
 def test_parse_open_answer(text, expected):
