@@ -1,9 +1,15 @@
 """How well the privacy auditor tells private node texts from general ones, on a labelled set written for clio_hf.
 
-The set (`clio_hf/data/privacy_audit_set.jsonl`) holds 24 "private" node texts (a name and summary that point at one
-person: names with addresses, emails, phone or account numbers, one patient's diagnosis) and 24 "general" ones (topics
-that thousands of people share). They were written by hand for this test, not taken from any conversation. A text
-counts as flagged when the auditor rates it under the threshold (default 3), i.e. when the node would be withheld.
+The set (`clio_hf/data/privacy_audit_set.jsonl`, 120 texts written by hand for clio_hf, none taken from a conversation)
+holds 60 "private" node texts and 60 "general" ones; `kind` says which sort:
+- private `identifier` (24): a name and summary that point at one person (names with addresses, emails, phone or account
+  numbers, one patient's diagnosis);
+- private `seeded` (30): an ordinary cluster name and summary with one person's details seeded into it;
+- private `described` (6): one person or a tiny group pointed at without any name or number;
+- general `topic` (45): topics that thousands of people share;
+- general `mentions` (15): topics that mention emails, numbers, addresses, public figures or fictional people in
+  general terms (the false positives a pattern or name finder is prone to).
+A text counts as flagged when the auditor rates it under the threshold (default 3), i.e. when the node would be withheld.
 
     python scripts/eval_auditor.py [--llm smollm2-135m] [--threshold 3]
 
