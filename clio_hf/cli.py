@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     privacy.add_argument("--min-users", type=int, default=3, help="distinct users a node needs (default 3)")
     privacy.add_argument("--min-privacy-score", type=int, default=3, help="lowest auditor rating published, 1-5 (default 3)")
     privacy.add_argument("--no-audit", action="store_true", help="skip the LLM privacy auditor")
+    privacy.add_argument("--no-pii-check", action="store_true", help="skip the pattern and name check for personal data")
+    privacy.add_argument("--allow-names", help="comma-separated person names the personal-data check lets through (public figures)")
     privacy.add_argument("--include-text", action="store_true", help="with --push-to-hub: also publish the raw text columns")
     privacy.add_argument("--aggregates-only", action="store_true", help="with --push-to-hub: publish the hierarchy only")
     privacy.add_argument("--sensitive-columns", help="comma-separated columns never to publish")
@@ -111,7 +113,8 @@ def _annotate(args) -> int:
     if (args.include_text or args.aggregates_only or args.sensitive_columns) and not args.push_to_hub:
         raise ValueError("--include-text, --aggregates-only and --sensitive-columns apply to --push-to-hub; --out keeps everything.")
     config = clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(
-        min_rows=args.min_rows, min_users=args.min_users, min_privacy_score=args.min_privacy_score, audit=not args.no_audit))
+        min_rows=args.min_rows, min_users=args.min_users, min_privacy_score=args.min_privacy_score, audit=not args.no_audit,
+        detect_pii=not args.no_pii_check, allowed_names=tuple(n.strip() for n in (args.allow_names or "").split(",") if n.strip())))
     result = clio_hf.annotate(
         args.dataset,
         split=args.split,

@@ -91,15 +91,25 @@ class PrivacyConfig:
     """Rows a node needs to be published."""
     min_users: int = 3
     """Distinct users a node needs, counted when the run has a user column (`user_column=`, `--user-column`)."""
+    detect_pii: bool = True
+    """Withhold nodes whose name or summary holds personal data that patterns and a name tagger find (`clio_hf.pii`)."""
+    allowed_names: tuple[str, ...] = ()
+    """Person names the personal-data check lets through, e.g. public figures a dataset discusses ("Shakespeare")."""
     audit: bool = True
     """Ask the LLM to rate every node's name and summary for privacy (1: one person ... 5: fully general)."""
     min_privacy_score: int = 3
     """Lowest auditor rating that is published; 3 means "a group of thousands of people"."""
+    audit_calibration: Literal["content_free", "none"] = "content_free"
+    """How a backend's digit probabilities become a rating: divided by those of a content-free description, or as they
+    are (`clio_hf.privacy`). Backends without probabilities take their greedy digit either way."""
     audit_retries: int = 2
     """Re-samples of an unparseable rating on backends that cannot constrain decoding; then the node is withheld."""
     audit_max_new_tokens: int = 4
 
     def __post_init__(self):
+        object.__setattr__(self, "allowed_names", tuple(self.allowed_names))  # a list after a JSON round trip
+        if self.audit_calibration not in ("content_free", "none"):
+            raise ValueError(f"PrivacyConfig: audit_calibration must be 'content_free' or 'none'; got {self.audit_calibration!r}.")
         if self.min_rows < 1 or self.min_users < 1 or not 1 <= self.min_privacy_score <= 5 or self.audit_retries < 0:
             raise ValueError(f"PrivacyConfig: min_rows and min_users must be >= 1, min_privacy_score 1-5 and "
                              f"audit_retries >= 0; got {self}.")

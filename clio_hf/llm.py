@@ -30,7 +30,11 @@ LLM_SPEC_FORMS = (
 
 @runtime_checkable
 class LLM(Protocol):
-    """What clio_hf needs from a language model."""
+    """What clio_hf needs from a language model.
+
+    A backend may also offer `option_logprobs(prompts, options) -> list[list[float]]`, each option's log-probability
+    as the next token; the privacy audit then calibrates its ratings with them (`clio_hf.privacy`).
+    """
 
     model_id: str
 
@@ -276,21 +280,26 @@ class TransformersLLM:
         return [chat_template.cut_at_stop(text, stop) for text in texts]
 
     def choose(self, prompts, options):
+        return [max(range(len(options)), key=lambda i: row[i]) for row in self.option_logprobs(prompts, options)]
+
+    def option_logprobs(self, prompts, options):
+        """For each prompt, the log-probability of each option as the next token (options must be single tokens)."""
         import torch
 
         option_ids = chat_template.single_token_options(self.tokenizer, options)
         if option_ids is None:
             raise ValueError(f"choose() needs options that are single distinct tokens; got {list(options)!r}.")
         candidates = torch.tensor(option_ids, device=self.device)
-        results: list[int] = [0] * len(prompts)
+        results: list[list[float]] = [[]] * len(prompts)
         for positions, ids, mask, cache, head_len in self._batches(prompts):
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)[:, head_len:]
             with torch.inference_mode():
                 # The last position is every prompt's next token; logits for the others are never needed.
                 logits = self.model(input_ids=ids[:, head_len:], attention_mask=mask, position_ids=position_ids,
                                     past_key_values=cache, logits_to_keep=1).logits[:, -1, :]
-            for position, pick in zip(positions, logits[:, candidates].argmax(dim=-1).tolist()):
-                results[position] = pick
+            logprobs = torch.log_softmax(logits.float(), dim=-1)[:, candidates].tolist()
+            for position, row in zip(positions, logprobs):
+                results[position] = row
         return results
 
 

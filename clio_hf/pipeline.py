@@ -32,6 +32,7 @@ from .hierarchy import build_hierarchy
 from .lenses import check_lens_inputs, explain_scores
 from .llm import LLM, load_llm
 from .models import DEFAULT_LLM, cache_root
+from .pii import PII_VERSION
 from .privacy import AUDIT_PROMPT_VERSION, apply_privacy_gates, withheld_counts
 from .projection import project_facets
 from .prompts import PROMPT_VERSION
@@ -162,7 +163,8 @@ def annotate(
     with _timed(timings, "privacy"):
         audit = config.privacy.audit and len(hierarchy) > 0
         usage_before = dict(getattr(llm, "usage", None) or {})
-        gates_key = Hasher.hash([tree_key, config.privacy, user_column, llm.model_id if llm and audit else None, AUDIT_PROMPT_VERSION])
+        gates_key = Hasher.hash([tree_key, config.privacy, user_column, llm.model_id if llm and audit else None,
+                                 AUDIT_PROMPT_VERSION, PII_VERSION])
         hierarchy = _materialise(
             workdir / f"privacy-{gates_key}",
             lambda: apply_privacy_gates(hierarchy, data, llm if audit else None, config=replace(config.privacy, audit=audit),
@@ -188,7 +190,7 @@ def annotate(
         "parse_failures": {f.column: sum(v is None for v in unique[C.facet_column(f, column_prefix)]) for f in facets},
         "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
         "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
-                    "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
+                    "pii_version": PII_VERSION, "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
         "engine": "local" if ray_engine is None else {"name": "ray", "address": ray_engine.address, "num_workers": ray_engine.num_workers,
                                                        "shards_computed": sum(w["stage"] == "extract_facets" for w in ray_engine.work),
                                                        "workers": len({(w["host"], w["pid"]) for w in ray_engine.work})},

@@ -5,9 +5,18 @@ it):
 - **rows**: at least `min_rows` rows under it;
 - **users**: at least `min_users` distinct users under it, when the run names a user column (null ids never count,
   since nothing shows that two of them are different people);
-- **audit**: an LLM rating of its name and summary of at least `min_privacy_score` on a 1-5 scale, the digit chosen
-  greedily among "1".."5". Backends that cannot constrain decoding answer in text, which is parsed and re-sampled at
-  most `audit_retries` times; a node still unrated is withheld (the gate fails closed).
+- **pii**: no personal data in its name or summary that the deterministic finder sees (`pii.find_personal_data`:
+  emails, numbers, addresses, handles, person names); the `pii` column names the kinds found;
+- **audit**: an LLM rating of its name and summary of at least `min_privacy_score` on a 1-5 scale. A backend that
+  gives the digits' log-probabilities (`option_logprobs`) has them calibrated first (below); one that only chooses
+  takes its greedy digit; one that cannot constrain decoding answers in text, parsed and re-sampled at most
+  `audit_retries` times. A node still unrated is withheld (the gate fails closed).
+
+Why calibrate: a small model leans on one digit whatever it reads (measured on the audit set: SmolLM2-135M picks "1" for
+all 120 texts, Qwen2.5-Coder-0.5B "4" for 118), yet the digits' probabilities still move with the text. Contextual
+calibration (Zhao et al., 2021, "Calibrate before use") divides them by the probabilities the model gives a
+content-free description ("N/A") and takes the largest ratio, so a rating says how the text moved the model off its
+prior. `PrivacyConfig(audit_calibration="none")` takes the raw greedy digit, for a model that needs no correction.
 
 The local result keeps every node and records the decision (`published`, `withheld_by`, `withheld_size`); the push
 (`ClioResult.push_to_hub`) drops what is withheld, with the helpers at the end of this module.
@@ -27,14 +36,15 @@ from tqdm.auto import tqdm
 from . import columns as C
 from .config import PrivacyConfig
 from .llm import LLM, ChatPrompt
+from .pii import find_personal_data
 
 logger = logging.getLogger(__name__)
 
-AUDIT_PROMPT_VERSION = "1"
+AUDIT_PROMPT_VERSION = "2"  # 2: calibrated ratings
 RATINGS = ("1", "2", "3", "4", "5")
-GATES = ("rows", "users", "audit")
-NUM_USERS, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE = (
-    "num_users", "privacy_score", "published", "withheld_by", "withheld_size")
+GATES = ("rows", "users", "pii", "audit")
+NUM_USERS, PII, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE = (
+    "num_users", "pii", "privacy_score", "published", "withheld_by", "withheld_size")
 _AUDIT_BATCH = 64
 
 # Our own wording of the rubric of the Clio paper's privacy auditor (appendix), for one node of the tree.
@@ -73,8 +83,8 @@ def apply_privacy_gates(
     user_column: str | None = None,
     column_prefix: str = "",
 ) -> datasets.Dataset:
-    """The hierarchy with `num_users` (with a user column), `privacy_score` (with the audit), `published`,
-    `withheld_by` and `withheld_size` added; every other column is unchanged.
+    """The hierarchy with `num_users` (with a user column), `pii` (with `config.detect_pii`), `privacy_score` (with the
+    audit), `published`, `withheld_by` and `withheld_size` added; every other column is unchanged.
 
     Args:
         hierarchy: the companion dataset (see `build_hierarchy`).
@@ -90,6 +100,8 @@ def apply_privacy_gates(
     """
     if user_column is not None:
         hierarchy = count_users(hierarchy, data, user_column=user_column, column_prefix=column_prefix)
+    if config.detect_pii:
+        hierarchy = scan_personal_data(hierarchy, config=config)
     if config.audit:
         if llm is None:
             raise ValueError("apply_privacy_gates: the privacy audit needs an LLM; pass llm= or PrivacyConfig(audit=False).")
@@ -115,6 +127,15 @@ def count_users(hierarchy: datasets.Dataset, data: datasets.Dataset, *, user_col
     return _replace_column(hierarchy, NUM_USERS, counts, datasets.Value("int64"))
 
 
+def scan_personal_data(hierarchy: datasets.Dataset, *, config: PrivacyConfig = PrivacyConfig()) -> datasets.Dataset:
+    """Add `pii`: the kinds of personal data found in each node's name and summary, comma-separated (null: none)."""
+    texts = [f"{name or ''}\n{summary or ''}" for name, summary in zip(hierarchy["name"], hierarchy["summary"])]
+    kinds = find_personal_data(texts, allowed_names=config.allowed_names)
+    logger.info("scan_personal_data: %d of %d nodes name personal data %s", sum(map(bool, kinds)), len(kinds),
+                dict(Counter(k for found in kinds for k in found)))
+    return _replace_column(hierarchy, PII, [",".join(k) or None for k in kinds], datasets.Value("string"))
+
+
 def audit_privacy(hierarchy: datasets.Dataset, llm: LLM, *, config: PrivacyConfig = PrivacyConfig()) -> datasets.Dataset:
     """Add `privacy_score`: the LLM's 1-5 rating of each node's name and summary (null if it gave none)."""
     texts = list(zip(hierarchy["name"], hierarchy["summary"]))
@@ -131,8 +152,20 @@ def audit_privacy(hierarchy: datasets.Dataset, llm: LLM, *, config: PrivacyConfi
     return _replace_column(hierarchy, PRIVACY_SCORE, scores, datasets.Value("int64"))
 
 
+CONTENT_FREE = ("N/A", "N/A")
+
+
+def calibrated_ratings(logprobs: Sequence[Sequence[float]], prior: Sequence[float]) -> list[int]:
+    """For each row of log-probabilities of "1".."5", the rating whose probability grew most over `prior`'s."""
+    return [max(range(len(RATINGS)), key=lambda i: row[i] - prior[i]) + 1 for row in logprobs]
+
+
 def _rate(llm: LLM, chats: Sequence[ChatPrompt], config: PrivacyConfig) -> list[int | None]:
-    """Constrained choice among the digits; backends without it answer in text, parsed with bounded retries."""
+    """Calibrated log-probabilities, else a constrained choice among the digits, else text parsed with bounded retries."""
+    scorer = getattr(llm, "option_logprobs", None)
+    if scorer is not None and config.audit_calibration == "content_free":
+        prior, *rows = scorer([audit_prompt(*CONTENT_FREE), *chats], list(RATINGS))
+        return calibrated_ratings(rows, prior)
     try:
         picks = llm.choose(chats, list(RATINGS))
         ratings = [p + 1 if isinstance(p, int) and 0 <= p < len(RATINGS) else None for p in picks]
@@ -156,15 +189,17 @@ def mark_published(hierarchy: datasets.Dataset, *, config: PrivacyConfig = Priva
     """Add `published`, `withheld_by` (the failed gates, comma-separated, or `parent`; null when published) and
     `withheld_size` (the rows under a node that no published child accounts for; `size` for a withheld node).
 
-    The users gate applies when `num_users` is present and the audit gate when `privacy_score` is.
+    The users gate applies when `num_users` is present, the pii gate when `pii` is and the audit gate when
+    `privacy_score` is.
     """
     cols = hierarchy.column_names
-    nodes = hierarchy.select_columns([c for c in ("facet", "node_id", "level", "parent_id", "size", NUM_USERS, PRIVACY_SCORE) if c in cols]).to_list()
+    nodes = hierarchy.select_columns([c for c in ("facet", "node_id", "level", "parent_id", "size", NUM_USERS, PII, PRIVACY_SCORE) if c in cols]).to_list()
     by_key = {(n["facet"], n["node_id"]): n for n in nodes}
     for node in sorted(nodes, key=lambda n: -n["level"]):  # parents before children
         failed = [gate for gate, ok in (
             ("rows", node["size"] >= config.min_rows),
             ("users", NUM_USERS not in node or node[NUM_USERS] >= config.min_users),
+            ("pii", not node.get(PII)),
             ("audit", PRIVACY_SCORE not in node or (node[PRIVACY_SCORE] or 0) >= config.min_privacy_score),
         ) if not ok]
         parent = by_key.get((node["facet"], node["parent_id"])) if node["parent_id"] is not None else None
@@ -223,7 +258,8 @@ def published_hierarchy(hierarchy: datasets.Dataset) -> datasets.Dataset:
         raise ValueError(
             f"The privacy gates withhold all {len(tops)} top-level nodes, so there is nothing to publish ({detail}). "
             "Annotate more rows, audit with a larger LLM, or relax the gates (PrivacyConfig min_rows / min_users / "
-            "min_privacy_score / audit; CLI --min-rows / --min-users / --min-privacy-score / --no-audit)."
+            "min_privacy_score / audit / allowed_names; CLI --min-rows / --min-users / --min-privacy-score / --no-audit / "
+            "--allow-names)."
         )
     withheld_names = set(hierarchy.filter(lambda p: not p, input_columns=PUBLISHED)["name"])
     published = hierarchy.filter(lambda p: p, input_columns=PUBLISHED)

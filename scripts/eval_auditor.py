@@ -9,11 +9,13 @@ holds 60 "private" node texts and 60 "general" ones; `kind` says which sort:
 - general `topic` (45): topics that thousands of people share;
 - general `mentions` (15): topics that mention emails, numbers, addresses, public figures or fictional people in
   general terms (the false positives a pattern or name finder is prone to).
-A text counts as flagged when the auditor rates it under the threshold (default 3), i.e. when the node would be withheld.
+Each of the two layers of the privacy gate is scored alone and together (a text is withheld when either flags it):
+- `pii`: the deterministic finder (`clio_hf.pii`), flagging a text with any personal data in it;
+- `llm`: the auditor's 1-5 rating (`clio_hf.privacy.audit_privacy`), flagging a text rated under the threshold.
 
-    python scripts/eval_auditor.py [--llm smollm2-135m] [--threshold 3]
+    python scripts/eval_auditor.py [--llm qwen2.5-coder-0.5b smollm2-135m ...] [--threshold 3] [--json FILE]
 
-It prints a table and ends with `auditor accuracy: 0.xx (private recall 0.xx, general kept 0.xx)`.
+It prints one table row per layer and model, then the share flagged per kind of text.
 """
 
 from __future__ import annotations
@@ -30,51 +32,74 @@ import datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 AUDIT_SET = ROOT / "clio_hf" / "data" / "privacy_audit_set.jsonl"
+KINDS = ("identifier", "seeded", "described", "topic", "mentions")
 
 
 def load_audit_set(path: Path = AUDIT_SET) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def evaluate_auditor(llm, rows: list[dict], *, threshold: int = 3) -> dict:
-    """Accuracy of "withheld iff private", per-class rates and the rating histogram per label."""
-    from clio_hf.config import PrivacyConfig
-    from clio_hf.privacy import audit_privacy
-
-    tree = datasets.Dataset.from_dict({"name": [r["name"] for r in rows], "summary": [r["summary"] for r in rows]})
-    scores = audit_privacy(tree, llm, config=PrivacyConfig(min_privacy_score=threshold))["privacy_score"]
-    flagged = [s is None or s < threshold for s in scores]
+def score(flagged: list[bool], rows: list[dict]) -> dict:
+    """Accuracy of "withheld iff private", private recall, general kept, and the share flagged per kind."""
     private = [r["label"] == "private" for r in rows]
-    n_private = max(1, sum(private))
-    n_general = max(1, len(rows) - sum(private))
+    n_private, n_general = max(1, sum(private)), max(1, len(rows) - sum(private))
     return {
         "n": len(rows),
         "accuracy": sum(f == p for f, p in zip(flagged, private)) / max(1, len(rows)),
         "private_recall": sum(f and p for f, p in zip(flagged, private)) / n_private,
         "general_kept": sum(not f and not p for f, p in zip(flagged, private)) / n_general,
-        "ratings": {label: dict(sorted(Counter(s for s, r in zip(scores, rows) if r["label"] == label).items(), key=str))
-                    for label in ("private", "general")},
+        "flagged_by_kind": {k: f"{sum(f for f, r in zip(flagged, rows) if r['kind'] == k)}/{sum(r['kind'] == k for r in rows)}"
+                            for k in KINDS if any(r["kind"] == k for r in rows)},
     }
+
+
+def pii_flags(rows: list[dict]) -> list[bool]:
+    from clio_hf.pii import find_personal_data
+
+    return [bool(k) for k in find_personal_data([f"{r['name']}\n{r['summary']}" for r in rows])]
+
+
+def llm_ratings(llm, rows: list[dict]) -> list[int | None]:
+    from clio_hf.privacy import audit_privacy
+
+    tree = datasets.Dataset.from_dict({"name": [r["name"] for r in rows], "summary": [r["summary"] for r in rows]})
+    return audit_privacy(tree, llm)["privacy_score"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--llm", default="smollm2-135m")
+    parser.add_argument("--llm", nargs="*", default=["qwen2.5-coder-0.5b"], help="packaged specs or other LLM specs")
     parser.add_argument("--threshold", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="also write every flag and rating here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     from clio_hf.llm import load_llm
 
-    llm = load_llm(args.llm)
+    rows = load_audit_set()
     start = time.perf_counter()
-    report = evaluate_auditor(llm, load_audit_set(), threshold=args.threshold)
-    seconds = time.perf_counter() - start
-    print(f"| model | texts | accuracy | private withheld | general kept | ratings of private | ratings of general | seconds |")
+    pii = pii_flags(rows)
+    reports = [("pii", "-", score(pii, rows), time.perf_counter() - start, None)]
+    for spec in args.llm:
+        llm = load_llm(spec)
+        start = time.perf_counter()
+        ratings = llm_ratings(llm, rows)
+        seconds = time.perf_counter() - start
+        llm_flags = [r is None or r < args.threshold for r in ratings]
+        histogram = {label: dict(sorted(Counter(s for s, r in zip(ratings, rows) if r["label"] == label).items(), key=str))
+                     for label in ("private", "general")}
+        reports.append(("llm", spec, score(llm_flags, rows), seconds, histogram))
+        reports.append(("pii + llm", spec, score([a or b for a, b in zip(pii, llm_flags)], rows), seconds, None))
+        del llm
+    print("| layer | model | texts | private withheld | general kept | accuracy | flagged per kind (" + ", ".join(KINDS) + ") | seconds |")
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| {llm.model_id} | {report['n']} | {report['accuracy']:.2f} | {report['private_recall']:.2f} | "
-          f"{report['general_kept']:.2f} | {report['ratings']['private']} | {report['ratings']['general']} | {seconds:.1f} |")
-    print(f"auditor accuracy: {report['accuracy']:.2f} (private recall {report['private_recall']:.2f}, "
-          f"general kept {report['general_kept']:.2f})")
+    for layer, spec, report, seconds, _ in reports:
+        print(f"| {layer} | {spec} | {report['n']} | {report['private_recall']:.2f} | {report['general_kept']:.2f} | "
+              f"{report['accuracy']:.2f} | {' '.join(report['flagged_by_kind'].values())} | {seconds:.1f} |")
+    for layer, spec, _, _, histogram in reports:
+        if histogram:
+            print(f"ratings by {spec}: private {histogram['private']}, general {histogram['general']}")
+    if args.json:
+        args.json.write_text(json.dumps([{"layer": l, "model": m, **r, "seconds": s, "ratings": h} for l, m, r, s, h in reports], indent=1))
     return 0
 
 

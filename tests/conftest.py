@@ -55,10 +55,7 @@ def real_result_dir(sharegpt_source, tmp_path_factory) -> Path:
             facets=clio_hf.FacetConfig(max_new_tokens=32, max_retries=1),
             cluster=clio_hf.ClusterConfig(rows_per_base_cluster=6),
             hierarchy=clio_hf.HierarchyConfig(name_samples=2, assign_samples=2),
-            # The packaged 135M model's auditor rates about every node 1 (README), which would withhold the whole tree.
-            # Threshold 1: the audit still runs and is recorded, the row gate decides what is published.
-            privacy=clio_hf.PrivacyConfig(min_privacy_score=1),
-        )
+        )  # the privacy gates at their defaults: rows, the personal-data check and the calibrated audit
         result = clio_hf.annotate(sharegpt_source, llm=TEST_LLM, config=config, cache_dir=tmp_path_factory.mktemp("clio-cache"))
         staging = folder.with_name(folder.name + ".partial")
         result.save_to_disk(staging)

@@ -111,15 +111,17 @@ def test_ctfidf_names_pick_terms_that_set_a_group_apart():
 
 def test_auditor_eval_scores_an_oracle_and_its_opposite():
     rows = auditor.load_audit_set()
-    assert len(rows) == 48 and {r["label"] for r in rows} == {"private", "general"}
-    private = {r["name"] for r in rows if r["label"] == "private"}
+    assert len(rows) == 120 and sum(r["label"] == "private" for r in rows) == 60
+    assert {r["kind"] for r in rows} == set(auditor.KINDS)
+    private = {(r["name"], r["summary"]) for r in rows if r["label"] == "private"}
 
     def rating_index(prompt, n, flip=False):
-        is_private = any(f"Name: {name}\n" in prompt[1]["content"] for name in private)
-        return (0 if is_private else 4) if not flip else (4 if is_private else 0)
+        is_private = any(f"Name: {name}\nSummary: {summary}\n" in prompt[1]["content"] for name, summary in private)
+        return (0 if is_private else 4) ^ (4 if flip else 0)
 
-    right = auditor.evaluate_auditor(ScriptedLLM(pick=rating_index), rows)
+    ratings = auditor.llm_ratings(ScriptedLLM(pick=rating_index), rows)
+    right = auditor.score([r < 3 for r in ratings], rows)
     assert right["accuracy"] == right["private_recall"] == right["general_kept"] == 1.0
-    assert right["ratings"] == {"private": {1: 24}, "general": {5: 24}}
-    wrong = auditor.evaluate_auditor(ScriptedLLM(pick=lambda p, n: rating_index(p, n, flip=True)), rows)
+    assert right["flagged_by_kind"] == {"identifier": "24/24", "seeded": "30/30", "described": "6/6", "topic": "0/45", "mentions": "0/15"}
+    wrong = auditor.score([r < 3 for r in auditor.llm_ratings(ScriptedLLM(pick=lambda p, n: rating_index(p, n, flip=True)), rows)], rows)
     assert wrong["accuracy"] == 0.0

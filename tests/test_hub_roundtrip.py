@@ -148,8 +148,10 @@ def test_cli_annotate_push_to_hub_with_a_clustered_facet(hub_server, hub_env, tm
     # three rows: every node is smaller than the default 5-row gate, and the scripted LLM is no auditor
     proc = run_hub_client(CLI_WITH_FAKES, env, "annotate", str(source), "--facets", "request,language",
                           "--out", str(tmp_path / "out"), "--push-to-hub", "me/cli-run", "--min-rows", "1", "--no-audit",
-                          "--cache-dir", str(tmp_path / "runs"), timeout=300)
+                          "--allow-names", "Ada Lovelace, Alan Turing", "--cache-dir", str(tmp_path / "runs"), timeout=300)
     assert "request:" in proc.stdout  # the CLI prints the top of each tree
+    gates = ClioResult.load(tmp_path / "out").info["config"]["privacy"]
+    assert gates["allowed_names"] == ["Ada Lovelace", "Alan Turing"] and gates["detect_pii"] and not gates["audit"]
     commits = hub_server.commits("me/cli-run")
     assert len(commits) == 2 and commits[-1]["title"].startswith("Upload clio_hf result (3 rows)")
     remote = hub_server.files("me/cli-run")

@@ -1,5 +1,7 @@
 """The transformers backend on the real packaged SmolLM2-135M (loaded once for this module) and the spec strings."""
 
+import math
+
 import pytest
 
 from clio_hf import prompts
@@ -81,6 +83,9 @@ def test_seeded_sampling_depends_only_on_the_seed(llm):
 def test_choose_picks_an_allowed_option_and_stop_strings_cut(llm):
     picks = llm.choose(_chats(CONCERNING, TEXTS), list("12345"))
     assert all(0 <= p < 5 for p in picks)
+    logprobs = llm.option_logprobs(_chats(CONCERNING, TEXTS), list("12345"))
+    assert [max(range(5), key=row.__getitem__) for row in logprobs] == picks  # choose is the argmax of these
+    assert all(len(row) == 5 and all(x < 0 for x in row) and sum(math.exp(x) for x in row) <= 1 + 1e-6 for row in logprobs)
     outputs = llm.generate(_chats(REQUEST, TEXTS), max_new_tokens=24, stop=["</answer>"])
     assert all("</answer>" not in o for o in outputs)
     with pytest.raises(ValueError, match="single distinct tokens"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import datasets
 import pyarrow.parquet as pq
@@ -10,8 +11,10 @@ import pytest
 
 import clio_hf
 from clio_hf.config import PrivacyConfig
+from clio_hf.pii import personal_data_spans
 from clio_hf.privacy import (
-    apply_privacy_gates, audit_privacy, count_users, mark_published, parse_rating, published_hierarchy, withhold_rows,
+    apply_privacy_gates, audit_privacy, calibrated_ratings, count_users, mark_published, parse_rating, published_hierarchy,
+    withhold_rows,
 )
 from clio_hf.result import ClioResult
 from fakes import HashEmbedder, ScriptedLLM
@@ -141,12 +144,43 @@ def test_audit_parses_text_with_bounded_retries_and_fails_closed():
     assert tree["published"] == [False, False] and tree["withheld_by"] == ["audit", "audit"]
 
 
+class LeaningLLM(ScriptedLLM):
+    """A backend with digit probabilities that leans to "4" whatever it reads, a little less so for a named person."""
+
+    def option_logprobs(self, prompts, options):
+        self.prompts += prompts
+        lean = {"n/a": [0.05, 0.05, 0.1, 0.7, 0.1], "jane": [0.15, 0.1, 0.1, 0.55, 0.1]}
+        return [[math.log(p) for p in next((v for k, v in lean.items() if k in _description(prompt).casefold()),
+                                           [0.04, 0.04, 0.1, 0.7, 0.12])] for prompt in prompts]
+
+
+def test_calibrated_ratings_undo_a_models_lean_and_raw_ones_keep_it():
+    llm = LeaningLLM(pick=lambda p, n: 3)
+    tree = audit_privacy(make_tree(), llm)
+    assert tree["privacy_score"] == [5, 5, 5, 5, 1, 5, 5, 1]  # greedy, every text would be a 4
+    assert sum("N/A" in _description(p) for p in llm.prompts) == 1 and len(llm.prompts) == 1 + 7
+    raw = audit_privacy(make_tree(), LeaningLLM(pick=lambda p, n: 3), config=PrivacyConfig(audit_calibration="none"))
+    assert raw["privacy_score"] == [4] * 8
+    assert calibrated_ratings([[-1.0, -2.0, -3.0, -4.0, -5.0]], [-3.0, -2.0, -3.0, -4.0, -5.0]) == [1]
+
+
 def test_apply_privacy_gates_needs_an_llm_for_the_audit():
     with pytest.raises(ValueError, match="audit=False"):
         apply_privacy_gates(make_tree(), make_data(), None)
     tree = apply_privacy_gates(make_tree(), make_data(), None, config=PrivacyConfig(audit=False), user_column="user_id")
-    assert {"num_users", "published", "withheld_by", "withheld_size"} <= set(tree.column_names)
+    assert {"num_users", "pii", "published", "withheld_by", "withheld_size"} <= set(tree.column_names)
     assert "privacy_score" not in tree.column_names
+    assert "pii" not in apply_privacy_gates(make_tree(), make_data(), None, config=PrivacyConfig(audit=False, detect_pii=False)).column_names
+
+
+def test_the_pii_gate_withholds_what_the_finder_sees_and_the_record_says_which_layer():
+    llm = ScriptedLLM(pick=lambda p, n: 4)  # an auditor that passes everything
+    tree = by_id(apply_privacy_gates(make_tree(), make_data(), llm, config=PrivacyConfig(min_rows=1)))
+    assert {i: (n["withheld_by"], n["pii"]) for i, n in tree.items() if not n["published"]} == {
+        4: ("pii", "email,person"), 7: ("pii", "email,person")}
+    assert all(n["pii"] is None for i, n in tree.items() if i not in (4, 7))
+    allowed = apply_privacy_gates(make_tree(), make_data(), llm, config=PrivacyConfig(min_rows=1, allowed_names=("Jane Roe",)))
+    assert by_id(allowed)[4]["pii"] == "email"  # the name is let through, the address is not
 
 
 # ---- what a push publishes ---------------------------------------------------------------------------------------
@@ -172,7 +206,7 @@ def test_for_publishing_drops_withheld_nodes_and_raw_text():
     assert public.data["request_cluster"] == [0] * 6 + [-1] * 9 + [3] * 7 + [-1] * 5
     assert all((v is None) == (c == -1) for v, c in zip(public.data["request"], public.data["request_cluster"]))
     assert public.info["published"]["left_out_columns"] == ["conversation", "messages", "user_id"]
-    assert public.info["published"]["withheld_nodes"] == {"request": {"audit": 2, "rows": 1, "total": 4, "users": 1}}
+    assert public.info["published"]["withheld_nodes"] == {"request": {"audit": 2, "pii": 2, "rows": 1, "total": 4, "users": 1}}
     with_text = result.for_publishing(include_text=True, sensitive_columns=["user_id"])
     assert set(with_text.data.column_names) == {"messages", "conversation", "request", "request_cluster"}
     assert len(result.for_publishing(aggregates_only=True).data) == 0
@@ -184,7 +218,7 @@ def test_for_publishing_drops_withheld_nodes_and_raw_text():
 def test_everything_withheld_is_a_clear_error():
     result = gated_result()
     result.hierarchy = mark_published(result.hierarchy, config=PrivacyConfig(min_rows=50))
-    with pytest.raises(ValueError, match=r"withhold all 3 top-level nodes.*request: 8 of 8 nodes withheld, 2 by audit, 8 by rows, 1 by users"):
+    with pytest.raises(ValueError, match=r"withhold all 3 top-level nodes.*request: 8 of 8 nodes withheld, 2 by audit, 2 by pii, 8 by rows, 1 by users"):
         result.for_publishing()
     with pytest.raises(ValueError, match="min_rows"):
         published_hierarchy(result.hierarchy)
@@ -286,13 +320,14 @@ def test_real_run_audits_every_node(real_result):
     assert all(p == (by is None) for p, by in zip(tree["published"], tree["withheld_by"]))
     check_sizes(tree)
     usage = real_result.info["privacy"]["audit_usage"]
-    assert usage["prompts"] == len(set(zip(tree["name"], tree["summary"])))
+    distinct = len(set(zip(tree["name"], tree["summary"])))
+    assert usage["prompts"] == distinct + math.ceil(distinct / 64)  # and a content-free text per batch, to calibrate
 
 
 REAL_PUSH = """
 import sys
 from clio_hf.result import ClioResult
-print(ClioResult.load(sys.argv[1]).push_to_hub(sys.argv[2]))  # conftest's run gates on rows (audit threshold 1)
+print(ClioResult.load(sys.argv[1]).push_to_hub(sys.argv[2]))  # the gates as conftest's run set them: the defaults
 """
 
 
@@ -325,9 +360,18 @@ def test_real_result_push_leaks_no_withheld_name_and_no_text(hub_server, hub_env
             hidden = (facet, local[f"{facet}_cluster"]) in withheld_base
             assert pushed[f"{facet}_cluster"] == (-1 if hidden else local[f"{facet}_cluster"])
             assert (pushed[facet] is None) == (hidden or local[facet] is None)
+    # No person's name, email or number that the rows hold is in a published name or summary.
+    nodes = pq.read_table(tmp_path / "hierarchy_train-00000-of-00001.parquet").to_pylist()
+    assert nodes and all(n["published"] for n in nodes) and any(n["parent_id"] is None for n in nodes)
+    published_text = " ".join(f"{n['name']} {n['summary']}" for n in nodes).casefold()
+    turns = [t["content"] for conversation in real_result.data["conversation"] for t in conversation]
+    found = {text for spans in personal_data_spans(turns) for kind, text in spans if kind != "person" or " " in text}
+    assert found  # ShareGPT rows do name people and give numbers
+    assert not [text for text in found if text.casefold() in published_text]
 
 
-@pytest.mark.parametrize("bad", [dict(min_rows=0), dict(min_users=0), dict(min_privacy_score=6), dict(audit_retries=-1)])
+@pytest.mark.parametrize("bad", [dict(min_rows=0), dict(min_users=0), dict(min_privacy_score=6), dict(audit_retries=-1),
+                                 dict(audit_calibration="platt")])
 def test_bad_thresholds_are_refused(bad):
     with pytest.raises(ValueError, match="PrivacyConfig"):
         PrivacyConfig(**bad)
