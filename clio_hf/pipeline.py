@@ -182,6 +182,7 @@ def annotate(
         "config": config.to_dict(),
         "seed": seed,
         "source": _source_identity(source) if isinstance(source, str) else "datasets.Dataset",
+        "input_columns": raw.column_names,
         "split": split,
         "column_prefix": column_prefix,
         "group_column": group_column,

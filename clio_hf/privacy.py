@@ -271,25 +271,72 @@ def published_hierarchy(hierarchy: datasets.Dataset) -> datasets.Dataset:
                          desc="Scrubbing summaries")
 
 
-def withhold_rows(data: datasets.Dataset, hierarchy: datasets.Dataset, *, column_prefix: str = "") -> datasets.Dataset:
-    """Rows under a withheld base cluster of a gated hierarchy get `<facet>_cluster = -1` and a null facet value and
-    embedding, since the value is what the withheld node described."""
+# What a push does with each column. A column without a rule is left out: whatever a later feature adds to a row or a
+# node stays local until someone decides how it is published.
+KEEP, GATED, TEXT = "keep", "gated", "text"
+HIERARCHY_COLUMNS = ("facet", "node_id", "level", "parent_id", "name", "summary", "name_source", "size", "group_counts",
+                     NUM_USERS, PII, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE, "name_score")
+
+
+def row_column_rules(
+    columns: Sequence[str], *, facets: Sequence, input_columns: Sequence[str] | None, text_columns: Sequence[str],
+    user_column: str | None = None, column_prefix: str = "",
+) -> dict[str, str | None]:
+    """The rule of each row column on a push: `keep`; `gated` (null, or -1 for a cluster id, under a withheld node);
+    `text` (raw or LLM-written text about one row: left out unless the user asks, then gated); None (no rule: left out).
+
+    Args:
+        columns: the result's row columns.
+        facets: the run's facets (`summary.facets_from_info`).
+        input_columns: the source's columns as `annotate` recorded them; None for a result made before it did, when
+            every column that clio_hf does not add counts as an input column.
+        text_columns: the source's text columns; they and `user_column` are `text`.
+    """
+    from . import columns as C
+    from .lenses import Lens, rationale_column
+
+    p = column_prefix
+    rules: dict[str, str | None] = {p + C.CONVERSATION: TEXT, p + C.DUPLICATE_OF: KEEP}
+    for facet in facets:
+        rules[C.facet_column(facet, p)] = GATED if facet.clustered else KEEP
+        if isinstance(facet, Lens):
+            rules[rationale_column(facet, p)] = TEXT
+        if facet.clustered:
+            for name in (C.embedding_column(facet, p), C.cluster_column(facet, p), *C.projection_columns(facet, p)):
+                rules[name] = GATED
+    inputs = [c for c in columns if c not in rules] if input_columns is None else input_columns
+    for name in inputs:
+        rules.setdefault(name, TEXT if name in (*text_columns, user_column) else KEEP)
+    return {c: rules.get(c) for c in columns}
+
+
+def withhold_rows(data: datasets.Dataset, hierarchy: datasets.Dataset, *, column_prefix: str = "",
+                  row_text_columns: Sequence[str] = ()) -> datasets.Dataset:
+    """Rows under a withheld base cluster of a gated hierarchy get `<facet>_cluster = -1` and a null facet value,
+    embedding and map position, since they describe what the withheld node described; `row_text_columns` (a lens's
+    rationale, ...) are nulled in a row under a withheld node of any facet."""
     withheld: dict[str, set[int]] = {}
     for facet, node, level, published in zip(hierarchy["facet"], hierarchy["node_id"], hierarchy["level"], hierarchy[PUBLISHED]):
         if level == 0 and not published:
             withheld.setdefault(facet, set()).add(node)
     facets = [f for f in withheld if f"{column_prefix}{f}_cluster" in data.column_names]
+    row_text_columns = [c for c in row_text_columns if c in data.column_names]
     if not facets:
         return data
 
     def hide(batch):
+        anywhere = [False] * len(batch[f"{column_prefix}{facets[0]}_cluster"])
         for facet in facets:
             cluster = f"{column_prefix}{facet}_cluster"
             hidden = [c in withheld[facet] for c in batch[cluster]]
+            anywhere = [a or h for a, h in zip(anywhere, hidden)]
             batch[cluster] = [-1 if h else c for h, c in zip(hidden, batch[cluster])]
-            for col in (f"{column_prefix}{facet}", f"{column_prefix}{facet}_embedding"):
+            for suffix in ("", "_embedding", "_x", "_y"):
+                col = f"{column_prefix}{facet}{suffix}"
                 if col in batch:
                     batch[col] = [None if h else v for h, v in zip(hidden, batch[col])]
+        for col in row_text_columns:
+            batch[col] = [None if h else v for h, v in zip(anywhere, batch[col])]
         return batch
 
     return data.map(hide, batched=True, desc="Withholding rows", features=data.features)

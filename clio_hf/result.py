@@ -120,32 +120,52 @@ class ClioResult:
     ) -> ClioResult:
         """What `push_to_hub` publishes: the nodes that passed the privacy gates, and rows without raw text.
 
-        Withheld nodes leave with their subtree; rows under them get `<facet>_cluster = -1` and a null facet value and
-        embedding. Unless `include_text`, the `conversation` column, the source's text columns and the user column are
-        left out; `sensitive_columns` always are. `aggregates_only` keeps no rows at all. The run record notes it all.
+        Withheld nodes leave with their subtree; rows under them get `<facet>_cluster = -1` and a null facet value,
+        embedding and map position. Unless `include_text`, the `conversation` column, the source's text columns, the
+        user column and the lenses' rationales are left out (with it, a rationale is still nulled under a withheld
+        node); `sensitive_columns` always are. A column that clio_hf has no publishing rule for is left out too
+        (`privacy.row_column_rules`, `privacy.HIERARCHY_COLUMNS`), and a local source is named by its file or folder
+        name, never its path. `aggregates_only` keeps no rows at all. The run record notes it all.
 
         Raises:
             ValueError: if every top-level node is withheld (naming the gates and counts), or a sensitive column is
                 not a column.
         """
         from .config import PrivacyConfig
-        from .privacy import published_hierarchy, with_decisions, withheld_counts, withhold_rows
+        from .privacy import (
+            HIERARCHY_COLUMNS, KEEP, TEXT, published_hierarchy, row_column_rules, with_decisions, withheld_counts, withhold_rows,
+        )
+        from .summary import facets_from_info
 
         missing = [c for c in sensitive_columns if c not in self.data.column_names]
         if missing:
             raise ValueError(f"sensitive_columns names missing column(s) {missing}. Available columns: {self.data.column_names}.")
         privacy = self.info.get("privacy") or {}
+        prefix = self.info.get("column_prefix", "")
         config = PrivacyConfig(**((self.info.get("config") or {}).get("privacy") or {}))
         gated = with_decisions(self.hierarchy, config=config)
         hierarchy = published_hierarchy(gated)
-        text = [self.info.get("column_prefix", "") + "conversation", *privacy.get("text_columns", _LIKELY_TEXT_COLUMNS)]
-        if privacy.get("user_column"):
-            text.append(privacy["user_column"])
-        left_out = [c for c in dict.fromkeys([*([] if include_text else text), *sensitive_columns]) if c in self.data.column_names]
+        hierarchy = hierarchy.select_columns([c for c in hierarchy.column_names if c in HIERARCHY_COLUMNS or c.endswith("_mean")])
+        rules = row_column_rules(self.data.column_names, facets=facets_from_info(self.info),
+                                 input_columns=self.info.get("input_columns"),
+                                 text_columns=privacy.get("text_columns", _LIKELY_TEXT_COLUMNS),
+                                 user_column=privacy.get("user_column"), column_prefix=prefix)
+        left_out = [c for c, rule in rules.items() if rule is None or (rule == TEXT and not include_text) or c in sensitive_columns]
+        unruled = [c for c, rule in rules.items() if rule is None]
+        if unruled:
+            logger.warning("for_publishing: no publishing rule for column(s) %s: left out", unruled)
         data = self.data.remove_columns(left_out)
-        data = data.select([]) if aggregates_only else withhold_rows(data, gated, column_prefix=self.info.get("column_prefix", ""))
-        info = dict(self.info, published={"include_text": include_text, "aggregates_only": aggregates_only,
-                                          "left_out_columns": left_out, "withheld_nodes": withheld_counts(gated)})
+        if aggregates_only:
+            data = data.select([])
+        else:
+            texts = [c for c, rule in rules.items() if rule == TEXT and c in data.column_names]
+            data = withhold_rows(data, gated, column_prefix=prefix, row_text_columns=texts)
+        info = dict(self.info, source=_public_source(self.info.get("source")),
+                    published={"include_text": include_text, "aggregates_only": aggregates_only, "left_out_columns": left_out,
+                               "kept_as_is": [c for c, rule in rules.items() if rule == KEEP and c not in left_out],
+                               "withheld_nodes": withheld_counts(gated)})
+        if isinstance(info.get("engine"), dict):
+            info["engine"] = {k: v for k, v in info["engine"].items() if k != "address"}
         return ClioResult(data=data, hierarchy=hierarchy, info=info)
 
     def push_to_hub(
@@ -174,6 +194,14 @@ class ClioResult:
             )
         logger.info("Pushed to %s", commit.commit_url)
         return commit.commit_url
+
+
+def _public_source(source: str | None) -> str | None:
+    """A run record's source as a push may show it: a Hub id as it is, a local file or folder by its name alone."""
+    if isinstance(source, str) and source.startswith("path:"):
+        path = source[len("path:"):].rsplit(":", 1)[0]
+        return f"local:{Path(path).name}"
+    return source
 
 
 def _is_local(path_or_repo_id: str | os.PathLike) -> bool:

@@ -44,19 +44,24 @@ def sharegpt_source():
 
 @pytest.fixture(scope="session")
 def real_result_dir(sharegpt_source, tmp_path_factory) -> Path:
-    """A folder holding `annotate`'s result with the packaged SmolLM2-135M and MiniLM on real ShareGPT rows."""
+    """A folder holding `annotate`'s result with the packaged SmolLM2-135M and MiniLM on real ShareGPT rows, read from a
+    local JSON Lines file (so a push must not publish its path), with the main facets and one lens."""
     import clio_hf
+    from clio_hf.lenses import LEARNING_VALUE
 
     cache = Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf"))
     folder = cache / "test-results" / f"sharegpt-{E2E_ROWS}-{_code_hash()}"
     if not (folder / "clio_run.json").exists():
         config = clio_hf.ClioConfig(
             conversation=clio_hf.ConversationConfig(max_tokens=192),
-            facets=clio_hf.FacetConfig(max_new_tokens=32, max_retries=1),
+            facets=clio_hf.FacetConfig(max_new_tokens=32, max_retries=1, rationale_max_new_tokens=16),
             cluster=clio_hf.ClusterConfig(rows_per_base_cluster=6),
             hierarchy=clio_hf.HierarchyConfig(name_samples=2, assign_samples=2),
         )  # the privacy gates at their defaults: rows, the personal-data check and the calibrated audit
-        result = clio_hf.annotate(sharegpt_source, llm=TEST_LLM, config=config, cache_dir=tmp_path_factory.mktemp("clio-cache"))
+        local_source = tmp_path_factory.mktemp("local-source") / "sharegpt-rows.jsonl"
+        sharegpt_source.to_json(local_source, lines=True)
+        result = clio_hf.annotate(str(local_source), facets=[*clio_hf.MAIN_FACETS, LEARNING_VALUE], llm=TEST_LLM, config=config,
+                                  cache_dir=tmp_path_factory.mktemp("clio-cache"))
         staging = folder.with_name(folder.name + ".partial")
         result.save_to_disk(staging)
         shutil.rmtree(folder, ignore_errors=True)

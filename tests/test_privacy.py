@@ -11,6 +11,8 @@ import pytest
 
 import clio_hf
 from clio_hf.config import PrivacyConfig
+from clio_hf.facets import REQUEST
+from clio_hf.lenses import LEARNING_VALUE
 from clio_hf.pii import personal_data_spans
 from clio_hf.privacy import (
     apply_privacy_gates, audit_privacy, calibrated_ratings, count_users, mark_published, parse_rating, published_hierarchy,
@@ -188,7 +190,7 @@ def gated_result() -> ClioResult:
     llm = ScriptedLLM(pick=lambda p, n: 0 if "@" in _description(p) else 4)
     tree = apply_privacy_gates(make_tree(), make_data(), llm, user_column="user_id")
     info = {"column_prefix": "", "privacy": {"user_column": "user_id", "text_columns": ["messages"]},
-            "config": {"privacy": {"min_rows": 5, "min_users": 3}}}
+            "config": {"privacy": {"min_rows": 5, "min_users": 3}}, "facets": [REQUEST.to_dict()]}
     return ClioResult(data=make_data(), hierarchy=tree, info=info)
 
 
@@ -205,7 +207,7 @@ def test_for_publishing_drops_withheld_nodes_and_raw_text():
     assert set(public.data.column_names) == {"request", "request_cluster"}
     assert public.data["request_cluster"] == [0] * 6 + [-1] * 9 + [3] * 7 + [-1] * 5
     assert all((v is None) == (c == -1) for v, c in zip(public.data["request"], public.data["request_cluster"]))
-    assert public.info["published"]["left_out_columns"] == ["conversation", "messages", "user_id"]
+    assert sorted(public.info["published"]["left_out_columns"]) == ["conversation", "messages", "user_id"]
     assert public.info["published"]["withheld_nodes"] == {"request": {"audit": 2, "pii": 2, "rows": 1, "total": 4, "users": 1}}
     with_text = result.for_publishing(include_text=True, sensitive_columns=["user_id"])
     assert set(with_text.data.column_names) == {"messages", "conversation", "request", "request_cluster"}
@@ -213,6 +215,34 @@ def test_for_publishing_drops_withheld_nodes_and_raw_text():
     with pytest.raises(ValueError, match=r"\['nope'\]"):
         result.for_publishing(sensitive_columns=["nope"])
     assert len(result.hierarchy) == 8 and "messages" in result.data.column_names  # the local result keeps everything
+
+
+def test_every_row_derived_column_has_a_rule_and_a_column_without_one_stays_local(caplog):
+    """Rationales, map positions and columns that no rule knows: what today's gates did not cover."""
+    result = gated_result()
+    n = len(result.data)
+    result.data = (result.data.add_column("request_x", [float(i) for i in range(n)])
+                   .add_column("request_y", [float(-i) for i in range(n)])
+                   .add_column("learning_value", [3] * n)
+                   .add_column("learning_value_rationale", [f"Because row {i} teaches a secret" for i in range(n)])
+                   .add_column("keywords_from_a_later_feature", ["secret words"] * n))
+    result.hierarchy = result.hierarchy.add_column("node_keywords_from_a_later_feature", ["secret"] * len(result.hierarchy))
+    result.info["facets"].append(LEARNING_VALUE.to_dict())
+    result.info["input_columns"] = ["user_id", "messages"]
+    result.info["source"] = "path:/home/alice/private/chats.jsonl:1733220000000000000"
+    public = result.for_publishing()
+    hidden = [c == -1 for c in public.data["request_cluster"]]
+    assert any(hidden) and not all(hidden)
+    for column in ("request_x", "request_y", "request"):
+        assert all((v is None) == h for v, h in zip(public.data[column], hidden)), column
+    assert public.data["learning_value"] == [3] * n  # a score is a number, kept
+    assert "learning_value_rationale" not in public.data.column_names  # row text: only when asked for
+    assert "keywords_from_a_later_feature" not in public.data.column_names and "no publishing rule" in caplog.text
+    assert "node_keywords_from_a_later_feature" not in public.hierarchy.column_names
+    assert public.info["source"] == "local:chats.jsonl" and "/home/alice" not in json.dumps(public.info)
+    with_text = result.for_publishing(include_text=True)
+    rationales = with_text.data["learning_value_rationale"]
+    assert all((r is None) == h for r, h in zip(rationales, hidden))  # asked for, and still gated
 
 
 def test_everything_withheld_is_a_clear_error():
@@ -355,11 +385,27 @@ def test_real_result_push_leaks_no_withheld_name_and_no_text(hub_server, hub_env
     assert replies and not any(r.casefold() in text for r in replies)  # the assistant's words are nowhere
     rows = table.to_pylist()
     withheld_base = {(n["facet"], n["node_id"]) for n in tree if not n["published"] and n["level"] == 0}
+    hidden_values = []
     for local, pushed in zip(real_result.data, rows, strict=True):
         for facet in ("request", "task"):
             hidden = (facet, local[f"{facet}_cluster"]) in withheld_base
             assert pushed[f"{facet}_cluster"] == (-1 if hidden else local[f"{facet}_cluster"])
             assert (pushed[facet] is None) == (hidden or local[facet] is None)
+            for column in (f"{facet}_embedding", f"{facet}_x", f"{facet}_y"):
+                assert (pushed[column] is None) == hidden, column
+            if hidden and local[facet]:
+                hidden_values.append(local[facet])
+        assert pushed["learning_value"] == local["learning_value"]
+    assert hidden_values  # the run has withheld rows, and their values are nowhere (strip what is also published)
+    assert not [v for v in hidden_values if v.casefold() in text]
+    assert "learning_value_rationale" not in table.column_names  # row text, left out unless asked for
+    rationales = [r for r in real_result.data["learning_value_rationale"] if r and len(r) > 30]
+    assert rationales and not any(r.casefold() in text for r in rationales)
+    # The source was a local file: the run record and card name it, never its path.
+    source = real_result.info["source"]
+    assert source.startswith("path:/") and "sharegpt-rows.jsonl" in source
+    local_folder = source[len("path:"):].rsplit("/", 1)[0]
+    assert local_folder.casefold() not in text and "local:sharegpt-rows.jsonl" in text
     # No person's name, email or number that the rows hold is in a published name or summary.
     nodes = pq.read_table(tmp_path / "hierarchy_train-00000-of-00001.parquet").to_pylist()
     assert nodes and all(n["published"] for n in nodes) and any(n["parent_id"] is None for n in nodes)
