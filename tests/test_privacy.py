@@ -398,6 +398,9 @@ def test_real_result_push_leaks_no_withheld_name_and_no_text(hub_server, hub_env
         assert pushed["learning_value"] == local["learning_value"]
     assert hidden_values  # the run has withheld rows, and their values are nowhere (strip what is also published)
     assert not [v for v in hidden_values if v.casefold() in text]
+    published_nodes = pq.read_table(tmp_path / "hierarchy_train-00000-of-00001.parquet").to_pylist()
+    node_text = " ".join(f"{n['name']} {n['summary']}" for n in published_nodes).casefold()
+    assert not [v for v in hidden_values if v.casefold().rstrip(".") in node_text]  # no withheld member quoted by a node
     assert "learning_value_rationale" not in table.column_names  # row text, left out unless asked for
     rationales = [r for r in real_result.data["learning_value_rationale"] if r and len(r) > 30]
     assert rationales and not any(r.casefold() in text for r in rationales)
