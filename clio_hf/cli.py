@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from .models import DEFAULT_LLM
 
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--llm", default=DEFAULT_LLM, help=f"LLM spec ({DEFAULT_LLM}, smollm2-135m, transformers:PATH, ...)")
     annotate.add_argument("--embedder", default="minilm-l6", help="embedder spec (minilm-l6, sentence-transformers:PATH)")
     annotate.add_argument("--out", help="folder to save the result to (Hub layout)")
+    annotate.add_argument("--overwrite", action="store_true",
+                          help="write --out into a non-empty folder that holds no earlier result (its files are replaced)")
     annotate.add_argument("--push-to-hub", metavar="REPO", help="push the result to this dataset repo")
     annotate.add_argument("--public", action="store_true", help="with --push-to-hub: make the repo public")
     privacy = annotate.add_argument_group("privacy (a push publishes only nodes that pass every gate)")
@@ -97,6 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _check_out(out: Path, dataset: str, *, overwrite: bool) -> None:
+    from .result import check_output_folder
+
+    source = Path(dataset).expanduser()
+    if source.exists():
+        out_abs, source_abs = out.expanduser().resolve(), source.resolve()
+        if out_abs == source_abs or source_abs in out_abs.parents or out_abs in source_abs.parents:
+            raise ValueError(f"--out {out} would write into the input {dataset} (or hold it): choose another folder.")
+    check_output_folder(out.expanduser(), overwrite=overwrite)
+
+
 def _annotate(args) -> int:
     import clio_hf
 
@@ -112,6 +126,8 @@ def _annotate(args) -> int:
         raise ValueError("Say where the result goes: --out DIR and/or --push-to-hub REPO.")
     if (args.include_text or args.aggregates_only or args.sensitive_columns) and not args.push_to_hub:
         raise ValueError("--include-text, --aggregates-only and --sensitive-columns apply to --push-to-hub; --out keeps everything.")
+    if args.out:  # before any model runs
+        _check_out(Path(args.out), args.dataset, overwrite=args.overwrite)
     config = clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(
         min_rows=args.min_rows, min_users=args.min_users, min_privacy_score=args.min_privacy_score, audit=not args.no_audit,
         detect_pii=not args.no_pii_check, allowed_names=tuple(n.strip() for n in (args.allow_names or "").split(",") if n.strip())))
@@ -138,7 +154,7 @@ def _annotate(args) -> int:
         num_workers=args.num_workers,
     )
     if args.out:
-        result.save_to_disk(args.out)
+        result.save_to_disk(args.out, overwrite=args.overwrite)
         logger.info("Saved to %s", args.out)
     if args.push_to_hub:
         url = result.push_to_hub(args.push_to_hub, private=not args.public, include_text=args.include_text,

@@ -55,9 +55,14 @@ class ClioResult:
     hierarchy: datasets.Dataset
     info: dict[str, Any] = field(default_factory=dict)
 
-    def save_to_disk(self, path: str | os.PathLike) -> None:
-        """Write the result folder (the Hub layout). Stale shards of an earlier save at `path` are removed."""
+    def save_to_disk(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the result folder (the Hub layout). Stale shards of an earlier save at `path` are removed.
+
+        Raises:
+            FileExistsError: if `path` is a non-empty folder that holds no earlier result, unless `overwrite`.
+        """
         path = Path(path)
+        check_output_folder(path, overwrite=overwrite)
         path.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".clio-tmp-", dir=path))
         try:
@@ -89,6 +94,8 @@ class ClioResult:
             logger.warning("revision=%r is ignored for the local folder %s", revision, path_or_repo_id)
         path = Path(path_or_repo_id).expanduser()
         run_file = path / RUN_FILE
+        if not run_file.exists() and not any((path / CONFIG_DIRS["default"]).glob(SHARD_GLOB)):
+            raise FileNotFoundError(f"{path} is not a clio_hf result: it has neither {RUN_FILE} nor data/ shards.")
         info = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else _missing_info(path)
         return cls._from_parts(str(path), info, {})
 
@@ -113,6 +120,7 @@ class ClioResult:
             logger.warning("%s has format_version %s; this clio_hf reads up to %s", source, version, FORMAT_VERSION)
         data = _load_config(source, "default", load_kwargs)
         hierarchy = _load_config(source, "hierarchy", load_kwargs)
+        _check_complete(source, info, {"default": data, "hierarchy": hierarchy})
         return cls(data=data, hierarchy=hierarchy, info=info)
 
     def for_publishing(
@@ -235,6 +243,30 @@ def _load_config(source: str, config: str, load_kwargs: dict) -> datasets.Datase
     return datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files]))  # features from the metadata
 
 
+def check_output_folder(path: Path, *, overwrite: bool = False) -> None:
+    """Refuse to write a result into a non-empty folder that holds no earlier result (its files would be replaced)."""
+    if path.is_file():
+        raise FileExistsError(f"{path} is a file, not a folder for a result.")
+    if path.is_dir() and not (path / RUN_FILE).exists() and any(path.iterdir()) and not overwrite:
+        raise FileExistsError(f"{path} is not empty and holds no clio_hf result ({RUN_FILE}): choose a new or empty "
+                              "folder, or pass overwrite=True (CLI: --overwrite) to write into it.")
+
+
+def _check_complete(source: str, info: dict, configs: dict[str, datasets.Dataset]) -> None:
+    """Compare each config's rows with the run record's count (`files`), so a result missing a shard never loads as if
+    complete."""
+    files = info.get("files")
+    if not files:
+        if info:
+            logger.warning("%s was saved before clio_hf recorded its shards: whether it is complete cannot be checked", source)
+        return
+    for config, ds in configs.items():
+        expected = (files.get(CONFIG_DIRS[config]) or {})
+        if "rows" in expected and len(ds) != expected["rows"]:
+            raise ValueError(f"{source} is incomplete: its {config} config has {len(ds)} rows where the run record "
+                             f"says {expected['rows']}, in the shards {expected.get('shards')}; copy or download it again.")
+
+
 def _missing_info(source: str | os.PathLike) -> dict:
     logger.warning("%s has no %s; the run record is empty", source, RUN_FILE)
     return {}
@@ -274,6 +306,8 @@ def _write_folder(result: ClioResult, folder: Path) -> list[str]:
             size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
             nbytes_on_disk[sub] = nbytes_on_disk.get(sub, 0) + size
     info = _record(result)
+    info["files"] = {sub: {"shards": [r.split("/", 1)[1] for r in written if r.startswith(f"{sub}/")], "rows": len(ds)}
+                     for sub, ds in (("data", result.data), ("hierarchy", result.hierarchy))}
     (folder / RUN_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     (folder / "README.md").write_text(_card(result, info, nbytes_on_disk), encoding="utf-8")
     return written + [RUN_FILE, "README.md"]

@@ -52,6 +52,21 @@ def test_cli_help_lists_subcommands_and_bad_input_is_a_clear_error(tmp_path):
     assert run.returncode == 2 and "error" in run.stderr and "Traceback" not in run.stderr
 
 
+def test_cli_refuses_an_out_folder_it_would_damage_before_any_model_runs(tmp_path):
+    rows = tmp_path / "chats"
+    (rows / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({"text": ["hello there"] * 3}).to_parquet(rows / "data" / "train-00000-of-00001.parquet")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "README.md").write_text("mine")
+    for out, message in ((rows, "would write into the input"), (rows / "data", "would write into the input"),
+                         (notes, "not empty and holds no clio_hf result")):
+        run = subprocess.run([sys.executable, "-m", "clio_hf.cli", "annotate", str(rows), "--text-column", "text", "--out", str(out),
+                              "--llm", "transformers:/no/such/model"], capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert (notes / "README.md").read_text() == "mine" and len(list((rows / "data").iterdir())) == 1
+
+
 # ------------------------------------------------------------------------------------------ the real packaged models
 @pytest.mark.slow
 def test_real_run_keeps_every_row_in_order(real_result, sharegpt_source):

@@ -141,7 +141,7 @@ def test_round_trip_restores_features_and_values(original, saved):
     assert loaded.data.to_dict() == original.data.to_dict()
     assert loaded.hierarchy.to_dict() == original.hierarchy.to_dict()
     assert loaded.data["concerning"][0] is None and loaded.hierarchy["parent_id"][-2:] == [None, None]
-    assert loaded.info == INFO_JSON
+    assert loaded.info == {**INFO_JSON, "files": {"data": {"rows": 30, "shards": ["train-00000-of-00001.parquet"]}, "hierarchy": {"rows": 6, "shards": ["train-00000-of-00001.parquet"]}}}
 
 
 def test_plain_load_dataset_reads_both_configs(original, saved):
@@ -164,7 +164,7 @@ def test_sharding_and_stale_shards_removed(original, tmp_path, monkeypatch):
     (tmp_path / "data" / "train-00007-of-00009.parquet").write_bytes(b"stale")
     (tmp_path / "data" / "notes.txt").write_text("not ours")
     monkeypatch.setattr(result_mod, "MAX_SHARD_BYTES", original.data.data.nbytes // 3 + 1)
-    original.save_to_disk(tmp_path)
+    original.save_to_disk(tmp_path, overwrite=True)  # stale shards and no run record: not a result yet
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == [
         "notes.txt", *(f"train-0000{i}-of-00003.parquet" for i in range(3))
     ]
@@ -185,6 +185,35 @@ def test_a_folder_overwritten_by_a_new_run_loads_the_new_rows(tmp_path):
     newer.save_to_disk(tmp_path / "out")
     again = ClioResult.load(tmp_path / "out")
     assert again.data.to_dict() == newer.data.to_dict() and again.hierarchy.to_dict() == newer.hierarchy.to_dict()
+
+
+def test_a_non_empty_folder_that_is_not_a_result_is_refused(original, tmp_path):
+    (tmp_path / "README.md").write_text("my notes")
+    with pytest.raises(FileExistsError, match="not empty and holds no clio_hf result.*--overwrite"):
+        original.save_to_disk(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"] and (tmp_path / "README.md").read_text() == "my notes"
+    original.save_to_disk(tmp_path, overwrite=True)
+    assert len(ClioResult.load(tmp_path).data) == 30
+    original.save_to_disk(tmp_path)  # a folder holding a result is simply replaced
+
+
+def test_a_missing_shard_is_an_error_not_a_smaller_result(original, tmp_path, monkeypatch):
+    monkeypatch.setattr(result_mod, "MAX_SHARD_BYTES", original.data.data.nbytes // 3 + 1)
+    original.save_to_disk(tmp_path)
+    record = json.loads((tmp_path / "clio_run.json").read_text())["files"]
+    assert record["data"] == {"rows": 30, "shards": [f"train-0000{i}-of-00003.parquet" for i in range(3)]}
+    assert record["hierarchy"] == {"rows": 6, "shards": ["train-00000-of-00001.parquet"]}
+    (tmp_path / "data" / "train-00001-of-00003.parquet").unlink()
+    with pytest.raises(ValueError, match=r"incomplete: its default config has 20 rows where the run record says 30"):
+        ClioResult.load(tmp_path)
+
+
+@pytest.mark.parametrize("contents", [{}, {"notes.txt": "hello"}])
+def test_a_folder_that_is_not_a_result_says_so(tmp_path, contents):
+    for name, text in contents.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(FileNotFoundError, match="is not a clio_hf result: it has neither clio_run.json nor data/ shards"):
+        ClioResult.load(tmp_path)
 
 
 def test_card_declares_configs_and_shows_the_tree(saved):
@@ -208,16 +237,17 @@ def test_card_declares_configs_and_shows_the_tree(saved):
 
 def test_run_file_is_sorted_pretty_json(saved):
     text = (saved / "clio_run.json").read_text()
-    assert json.loads(text) == INFO_JSON
-    assert text == json.dumps(INFO, indent=2, sort_keys=True) + "\n"
+    assert json.loads(text) == {**INFO_JSON, "files": {"data": {"rows": 30, "shards": ["train-00000-of-00001.parquet"]}, "hierarchy": {"rows": 6, "shards": ["train-00000-of-00001.parquet"]}}}
+    assert text == json.dumps({**INFO, "files": {"data": {"rows": 30, "shards": ["train-00000-of-00001.parquet"]}, "hierarchy": {"rows": 6, "shards": ["train-00000-of-00001.parquet"]}}}, indent=2, sort_keys=True) + "\n"
 
 
 def test_older_info_without_keys_is_read(original, tmp_path, caplog):
     old = {"format_version": 1, "llm": "smollm2-135m"}  # an early run record
     ClioResult(original.data, original.hierarchy, old).save_to_disk(tmp_path)
     (tmp_path / "clio_run.json").write_text(json.dumps(old))
-    loaded = ClioResult.load(tmp_path)
-    assert loaded.info == old
+    with caplog.at_level(logging.WARNING, logger="clio_hf.result"):
+        loaded = ClioResult.load(tmp_path)
+    assert loaded.info == old and "before clio_hf recorded its shards" in caplog.text
     loaded.save_to_disk(tmp_path / "resaved")  # the card renders with the keys missing
     assert json.loads((tmp_path / "resaved" / "clio_run.json").read_text())["rows"] == {"data": 30, "hierarchy": 6}
 
@@ -291,6 +321,7 @@ for got in (rows, res.data):
 for got in (tree, res.hierarchy):
     assert got.features == want.hierarchy.features, got.features
     assert got.to_list() == want.hierarchy.to_list()
+assert res.info.pop("files")["data"]["rows"] == len(want.data)
 assert res.info == json.loads(json.dumps(want.info)), res.info
 assert "conversation" not in rows.column_names and 3 not in tree["node_id"] and set(rows["request_cluster"]) == {-1, 0, 1, 2}
 print("ok")
