@@ -14,8 +14,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-
-ray = pytest.importorskip("ray", reason="engine='ray' needs: pip install 'ray[data]'")
+import ray  # a missing Ray fails this module: CI must not count skipped Ray tests as a pass
 
 import clio_hf  # noqa: E402
 from clio_hf.distributed import RayEngine, job_runtime_env  # noqa: E402
