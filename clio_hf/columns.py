@@ -76,6 +76,12 @@ def check_no_collisions(existing: Iterable[str], facets: Iterable[Facet], prefix
         )
 
 
+def is_empty_conversation(conversation) -> bool:
+    """True for a conversation without a message that has any non-blank content (`[]`, only empty turns)."""
+    return isinstance(conversation, list) and not any(
+        isinstance(m, dict) and isinstance(m.get("content"), str) and m["content"].strip() for m in conversation)
+
+
 def require_columns(ds: datasets.Dataset, columns: Iterable[str], stage: str) -> None:
     missing = [c for c in columns if c not in ds.column_names]
     if missing:

@@ -143,9 +143,17 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
     batch go to the LLM in one `generate` call, and numeric facets with the same options in one `choose` call: the
     facets of a row share the conversation prefix, and a bigger batch decodes more tokens per step.
     """
-    rows = [offset + i for i in indices]
     conversation = column_prefix + C.CONVERSATION
     conversations = batch[conversation]
+    # A conversation with no words in it has nothing to describe: every facet is null and no model is asked.
+    spoken = [k for k, c in enumerate(conversations) if not C.is_empty_conversation(c)]
+    if len(spoken) < len(conversations):
+        answers = facet_batch_values(llm, facets, {conversation: [conversations[k] for k in spoken]}, [indices[k] for k in spoken],
+                                     offset, config=config, column_prefix=column_prefix) if spoken else {}
+        position = {k: j for j, k in enumerate(spoken)}
+        return {f.column: [answers[f.column][position[k]] if k in position else None for k in range(len(conversations))]
+                for f in facets}
+    rows = [offset + i for i in indices]
     values: dict[str, list] = {}
     chats: dict[str, list] = {}
     for facet in facets:

@@ -171,6 +171,8 @@ def annotate(
                                         user_column=user_column, column_prefix=column_prefix),
         )
 
+    empty = [C.is_empty_conversation(c) for batch in unique.select_columns([column_prefix + C.CONVERSATION]).iter(batch_size=4096)
+             for c in batch[column_prefix + C.CONVERSATION]]  # null in every facet, counted apart from parse failures
     audit_usage = {k: v - usage_before.get(k, 0) for k, v in (getattr(llm, "usage", None) or {}).items()}
     info = {
         "format_version": FORMAT_VERSION,
@@ -186,9 +188,10 @@ def annotate(
         "split": split,
         "column_prefix": column_prefix,
         "group_column": group_column,
-        "rows": {"input": len(raw), "unique": len(originals), "duplicates": int(len(raw) - len(originals))},
+        "rows": {"input": len(raw), "unique": len(originals), "duplicates": int(len(raw) - len(originals)), "empty": sum(empty)},
         "timings": {k: round(v, 2) for k, v in timings.items()},
-        "parse_failures": {f.column: sum(v is None for v in unique[C.facet_column(f, column_prefix)]) for f in facets},
+        "parse_failures": {f.column: sum(v is None and not e for v, e in zip(unique[C.facet_column(f, column_prefix)], empty))
+                           for f in facets},
         "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
         "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
                     "pii_version": PII_VERSION, "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},

@@ -39,7 +39,28 @@ def test_column_prefix_and_duplicates_share_values(tmp_path):
     assert data["clio_request"][2] == data["clio_request"][0] and data["clio_request_cluster"][2] == data["clio_request_cluster"][0]
     facet_prompts = [p for p in llm.prompts if "Here is a conversation" in p[1]["content"]]
     assert sum("cooking pasta" in p[1]["content"] for p in facet_prompts) == 3  # request, task, concerning once: the duplicate is not asked
-    assert result.info["rows"] == {"input": 4, "unique": 3, "duplicates": 1}
+    assert result.info["rows"] == {"input": 4, "unique": 3, "duplicates": 1, "empty": 0}
+
+
+def test_empty_conversations_are_counted_nulls_that_no_model_is_asked_about(tmp_path):
+    rows = datasets.Dataset.from_dict({"messages": [
+        [{"role": "user", "content": "how do I sort a list in python"}, {"role": "assistant", "content": "use sorted"}],
+        [],
+        [{"role": "user", "content": "  "}, {"role": "assistant", "content": ""}],
+        [{"role": "user", "content": "a recipe for bread"}, {"role": "assistant", "content": "flour and water"}],
+    ]})
+    llm = ScriptedLLM(reply=lambda p: " help with code</answer>" if "User: " in p[1]["content"] else "Some group</name>\n<summary>S.</summary>")
+    result = clio_hf.annotate(rows, llm=llm, embedder=HashEmbedder(), cache_dir=tmp_path,
+                              config=clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(min_rows=1, audit=False)))
+    data = result.data
+    for facet in ("request", "task", "language", "concerning"):
+        assert [v is None for v in data[facet]] == [False, True, True, False], facet
+    assert data["request_cluster"][1:3] == [-1, -1] and data["request_embedding"][1] is None
+    assert sum(result.hierarchy.filter(lambda n: n["facet"] == "request" and n["parent_id"] is None)["size"]) == 2
+    assert result.info["rows"]["empty"] == 2 and result.info["parse_failures"]["request"] == 0
+    asked = [p[1]["content"] for p in llm.prompts if "Here is a conversation" in p[1]["content"]]
+    assert asked and not any("User:  \n" in a or "<conversation>\n</conversation>" in a for a in asked)
+    assert len([a for a in asked if "python" in a or "bread" in a]) == len(asked)
 
 
 def test_cli_help_lists_subcommands_and_bad_input_is_a_clear_error(tmp_path):
