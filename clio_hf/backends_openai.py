@@ -13,7 +13,8 @@ the shared ones (`prompts.py`); only the transport lives here.
   prefill is dropped from the messages, the model is asked to begin with it, and an echoed prefill is cut off.
 - `choose`: one generated token with `logprobs`/`top_logprobs=20`; the option with the highest log-probability wins.
   When no option appears among the top tokens, the generated text is matched against the options instead, and if
-  that fails too, option 0 is returned and counted in `usage["choose_fallbacks"]`.
+  that fails too, the pick is None (a null value, counted as a parse failure; also in `usage["choose_fallbacks"]`),
+  never a made-up option.
 - Token counting uses the model's tokenizer when one can be loaded locally (`tokenizer=` or the model name), else an
   estimate of 4 characters per token (logged once).
 """
@@ -117,7 +118,7 @@ class OpenAILLM:
             return text.lstrip()[len(prefill):]
         return text
 
-    def _pick(self, reply, options: Sequence[str]) -> int:
+    def _pick(self, reply, options: Sequence[str]) -> int | None:
         choice = reply.choices[0]
         content = getattr(choice.logprobs, "content", None) or []
         if content:
@@ -130,7 +131,7 @@ class OpenAILLM:
             if text.startswith(option):
                 return i
         self.usage["choose_fallbacks"] += 1
-        return 0
+        return None
 
     def _send_all(self, requests: list[dict]) -> list:
         if not requests:

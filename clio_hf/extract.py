@@ -177,7 +177,7 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
     for options, group in by_options.items():
         picks = llm.choose([chat for f in group for chat in chats[f.column]], list(options))
         for k, facet in enumerate(group):
-            values[facet.column] = [int(options[p]) for p in picks[k * len(rows) : (k + 1) * len(rows)]]
+            values[facet.column] = [int(options[p]) if p is not None else None for p in picks[k * len(rows) : (k + 1) * len(rows)]]
     open_facets = [f for f in asked if f.column not in values]
     if open_facets:
         values.update(_generate_with_retries(llm, open_facets, chats, rows, config))

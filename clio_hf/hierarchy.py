@@ -275,8 +275,10 @@ class _FacetTree:
         for size, slots in by_size.items():  # one choice call per list length, so every answer names a listed option
             picks = self.llm.choose([chat for _, _, chat in slots], [str(i) for i in range(1, size + 1)])
             for (j, order, _), pick in zip(slots, picks):
-                votes[j][order[pick]] += 1
-        return [max(v, key=lambda c: (v[c], float(candidates.vectors[c] @ child_vectors[j]))) for j, v in enumerate(votes)]
+                if pick is not None:  # a backend that could not tell casts no vote
+                    votes[j][order[pick]] += 1
+        return [max(v or {c: 0 for c in options_of[j]}, key=lambda c: (v[c], float(candidates.vectors[c] @ child_vectors[j])))
+                for j, v in enumerate(votes)]
 
     def _make_parents(self, parents, level) -> list[int]:
         def prompt(p: int):

@@ -53,8 +53,9 @@ class LLM(Protocol):
         """
         ...
 
-    def choose(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[int]:
-        """For each prompt, the index of the option the model rates most likely as the continuation."""
+    def choose(self, prompts: Sequence[ChatPrompt], options: Sequence[str]) -> list[int | None]:
+        """For each prompt, the index of the option the model rates most likely as the continuation (None where a
+        backend could not tell, e.g. a server whose answer names no option)."""
         ...
 
     def count_tokens(self, text: str) -> int: ...

@@ -174,6 +174,7 @@ class ClioResult:
                                "withheld_nodes": withheld_counts(gated)})
         if isinstance(info.get("engine"), dict):
             info["engine"] = {k: v for k, v in info["engine"].items() if k != "address"}
+        info.pop("files", None)  # the local folder's shards; a save or push records its own
         return ClioResult(data=data, hierarchy=hierarchy, info=info)
 
     def push_to_hub(

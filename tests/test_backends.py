@@ -91,3 +91,19 @@ def test_dry_run_counts_every_facet_prompt_as_rendered(llm):
     assert plan.max_new_tokens == len(TEXTS) * (2 * config.facets.max_new_tokens + 1)
     naming = naming_plan(100, list(MAIN_FACETS), llm, config)
     assert naming.prompts > 2 * 10 * config.hierarchy.name_samples and not naming.exact
+
+
+def test_openai_choose_is_null_when_the_answer_names_no_option():
+    from types import SimpleNamespace as NS
+
+    from clio_hf.backends_openai import OpenAILLM
+
+    def reply(text, top_tokens):
+        logprobs = NS(content=[NS(top_logprobs=[NS(token=t, logprob=-1.0 - i) for i, t in enumerate(top_tokens)])])
+        return NS(choices=[NS(message=NS(content=text), logprobs=logprobs)])
+
+    llm = OpenAILLM("no-such-model", "http://127.0.0.1:9", tokenizer="/no/such/tokenizer", progress=False)
+    assert llm._pick(reply("3", ["x", "3"]), list("12345")) == 2
+    assert llm._pick(reply("4 because", ["because"]), list("12345")) == 3
+    assert llm._pick(reply("no idea", ["no"]), list("12345")) is None  # never a made-up option 0 ("1")
+    assert llm.usage["choose_fallbacks"] == 1

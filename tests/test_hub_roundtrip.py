@@ -52,6 +52,7 @@ assert 0 < len(public.hierarchy) < len(local.hierarchy) and all(public.hierarchy
 remote = ClioResult.from_hub(repo)
 same_rows(remote.data, public.data, "from_hub data")
 same_rows(remote.hierarchy, public.hierarchy, "from_hub hierarchy")
+assert remote.info.pop("files")["data"]["rows"] == len(public.data)  # the shard record a load checks
 assert remote.info == json.loads(json.dumps(public.info))
 print(json.dumps({"first": first, "again": again, "rows": len(rows), "nodes": len(tree),
                   "facets": sorted(set(tree["facet"]))}))

@@ -63,6 +63,25 @@ def test_empty_conversations_are_counted_nulls_that_no_model_is_asked_about(tmp_
     assert len([a for a in asked if "python" in a or "bread" in a]) == len(asked)
 
 
+class UndecidedLLM(ScriptedLLM):
+    """A backend whose `choose` cannot tell (as the OpenAI backend when no option is among its answer's tokens)."""
+
+    def choose(self, prompts, options):
+        self.prompts += prompts
+        return [None] * len(prompts)
+
+
+def test_a_choice_the_backend_could_not_make_is_a_null_and_a_parse_failure(tmp_path):
+    llm = UndecidedLLM(reply=lambda p: " help with code</answer>" if "User: " in p[1]["content"] else "Group</name>\n<summary>S.</summary>")
+    result = clio_hf.annotate(_messages(["sort a list", "bake bread", "fix a bug"]).remove_columns("request"), llm=llm,
+                              embedder=HashEmbedder(), cache_dir=tmp_path,
+                              config=clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(min_rows=1)))
+    assert result.data["concerning"] == [None, None, None] and result.info["parse_failures"]["concerning"] == 3
+    assert all(result.data["request"]) and len(result.hierarchy) > 0  # the open facets and the tree still work
+    assert all(s is None for s in result.hierarchy["privacy_score"])  # the auditor could not tell either: withheld
+    assert not any(result.hierarchy["published"])
+
+
 def test_cli_help_lists_subcommands_and_bad_input_is_a_clear_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "clio_hf.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("annotate", "view", "deploy-space"):
