@@ -79,7 +79,7 @@ def find_personal_data(texts: Sequence[str | None], *, allowed_names: Iterable[s
 
 
 def personal_data_spans(texts: Sequence[str | None], *, allowed_names: Iterable[str] = ()) -> list[list[tuple[str, str]]]:
-    """What `find_personal_data` finds, as `(kind, matched text)` pairs in the order of the text."""
+    """What `find_personal_data` finds, as `(kind, matched text)` pairs: the patterns' kinds first, then person names."""
     allowed = {a.casefold() for a in allowed_names}
     people = _people(texts, allowed)
     return [_pattern_spans(text) + [("person", name) for name in names] if text else []
