@@ -53,17 +53,21 @@ def score(flagged: list[bool], rows: list[dict]) -> dict:
     }
 
 
-def pii_flags(rows: list[dict]) -> list[bool]:
-    from clio_hf.pii import find_personal_data
+def _as_nodes(rows: list[dict]) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({"name": [r["name"] for r in rows], "summary": [r["summary"] for r in rows]})
 
-    return [bool(k) for k in find_personal_data([f"{r['name']}\n{r['summary']}" for r in rows])]
+
+def pii_flags(rows: list[dict]) -> list[bool]:
+    """The gate's own personal-data scan of each text, as `annotate` runs it on nodes."""
+    from clio_hf.privacy import scan_personal_data
+
+    return [bool(k) for k in scan_personal_data(_as_nodes(rows))["pii"]]
 
 
 def llm_ratings(llm, rows: list[dict]) -> list[int | None]:
     from clio_hf.privacy import audit_privacy
 
-    tree = datasets.Dataset.from_dict({"name": [r["name"] for r in rows], "summary": [r["summary"] for r in rows]})
-    return audit_privacy(tree, llm)["privacy_score"]
+    return audit_privacy(_as_nodes(rows), llm)["privacy_score"]
 
 
 def main(argv: list[str] | None = None) -> int:

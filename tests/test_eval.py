@@ -125,3 +125,5 @@ def test_auditor_eval_scores_an_oracle_and_its_opposite():
     assert right["flagged_by_kind"] == {"identifier": "24/24", "seeded": "30/30", "described": "6/6", "topic": "0/45", "mentions": "0/15"}
     wrong = auditor.score([r < 3 for r in auditor.llm_ratings(ScriptedLLM(pick=lambda p, n: rating_index(p, n, flip=True)), rows)], rows)
     assert wrong["accuracy"] == 0.0
+    pii = auditor.score(auditor.pii_flags(rows), rows)["flagged_by_kind"]  # the real finder on the set
+    assert pii["identifier"] == "24/24" and pii["topic"] == "0/45" and pii["described"] in ("0/6", "1/6")
