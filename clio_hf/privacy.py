@@ -292,7 +292,6 @@ def row_column_rules(
             every column that clio_hf does not add counts as an input column.
         text_columns: the source's text columns; they and `user_column` are `text`.
     """
-    from . import columns as C
     from .lenses import Lens, rationale_column
 
     p = column_prefix
