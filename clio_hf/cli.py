@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from .config import FacetConfig
 from .models import DEFAULT_LLM
 
 logger = logging.getLogger("clio_hf.cli")
@@ -20,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     annotate = commands.add_parser("annotate", help="extract facets, cluster them and build the hierarchy")
     annotate.add_argument("dataset", help="Hub dataset id, local path, or the built-in example 'sharegpt'")
     annotate.add_argument("--split", default="train")
+    annotate.add_argument("--revision", help="a Hub dataset's branch, tag or commit sha (default: main, resolved to its "
+                                             "commit now and recorded in the run record)")
     rows = annotate.add_mutually_exclusive_group()
     rows.add_argument("--limit", type=int, help="the first N rows in source order")
     rows.add_argument("--sample", type=int, help="a seeded random sample of N rows")
@@ -31,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--conversation-column", help="a column of message lists (OpenAI or ShareGPT shape)")
     where.add_argument("--text-column", help="a plain text column, used as one user turn")
     where.add_argument("--columns", help="comma-separated text columns joined into one user turn")
+    annotate.add_argument("--roles", help="extra message roles and what each becomes, e.g. tool=skip,function=assistant "
+                                          "(user, assistant, system or skip)")
+    annotate.add_argument("--rows-per-shard", type=int, default=FacetConfig.rows_per_shard,
+                          help="rows per cached facet shard: a killed run keeps every finished shard (default "
+                               f"{FacetConfig.rows_per_shard}; smaller resumes sooner, larger has less overhead)")
     annotate.add_argument("--column-prefix", default="", help="prefix for every added column")
     annotate.add_argument("--group-column", help="count every hierarchy node's rows per value of this column "
                                                  "(an input column such as model, or a facet such as language)")
@@ -63,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--dry-run", action="store_true",
                           help="print the prompts and prompt tokens each LLM stage will send and a time estimate, then stop")
 
+    push = commands.add_parser("push", help="push a saved result (an --out folder) to a Hub dataset repo")
+    push.add_argument("folder", help="a result folder written by annotate --out")
+    push.add_argument("repo", help="the dataset repo, e.g. org/clio-run")
+    push.add_argument("--public", action="store_true", help="make the repo public when it is created")
+    push.add_argument("--include-text", action="store_true", help="also publish the raw text columns")
+    push.add_argument("--aggregates-only", action="store_true", help="publish the hierarchy only")
+    push.add_argument("--sensitive-columns", help="comma-separated columns never to publish")
+
     view = commands.add_parser("view", help="browse a result in the Gradio app")
     view.add_argument("dataset", help="result folder or Hub repo id")
     view.add_argument("--port", type=int)
@@ -88,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        commands = {"annotate": _annotate, "view": _view, "deploy-space": _deploy, "summary": _summary, "compare": _compare}
+        commands = {"annotate": _annotate, "push": _push, "view": _view, "deploy-space": _deploy, "summary": _summary, "compare": _compare}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print(f"clio-hf {args.command}: interrupted; finished shards are cached, rerun the same command to resume.", file=sys.stderr)
@@ -109,6 +126,11 @@ def _check_out(out: Path, dataset: str, *, overwrite: bool) -> None:
         if out_abs == source_abs or source_abs in out_abs.parents or out_abs in source_abs.parents:
             raise ValueError(f"--out {out} would write into the input {dataset} (or hold it): choose another folder.")
     check_output_folder(out.expanduser(), overwrite=overwrite)
+    existing = next(p for p in (out.expanduser().absolute(), *out.expanduser().absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise NotADirectoryError(f"--out {out}: {existing} is a file, so no folder can be made there.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out}: the folder {existing} is not writable by this user.")
 
 
 def _annotate(args) -> int:
@@ -119,6 +141,7 @@ def _annotate(args) -> int:
 
         print(plan_annotation(args.dataset, llm=args.llm, facets=args.facets, column_prefix=args.column_prefix,
                               split=args.split, limit=args.limit, sample=args.sample, seed=args.seed, stream=args.stream,
+                              revision=args.revision,
                               conversation_column=args.conversation_column, text_column=args.text_column,
                               columns=args.columns.split(",") if args.columns else None))
         return 0
@@ -128,9 +151,17 @@ def _annotate(args) -> int:
         raise ValueError("--include-text, --aggregates-only and --sensitive-columns apply to --push-to-hub; --out keeps everything.")
     if args.out:  # before any model runs
         _check_out(Path(args.out), args.dataset, overwrite=args.overwrite)
-    config = clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(
-        min_rows=args.min_rows, min_users=args.min_users, min_privacy_score=args.min_privacy_score, audit=not args.no_audit,
-        detect_pii=not args.no_pii_check, allowed_names=tuple(n.strip() for n in (args.allow_names or "").split(",") if n.strip())))
+    if args.push_to_hub:
+        from .result import check_push_access
+
+        logger.info("Pushing to %s as %s once the work is done", args.push_to_hub, check_push_access(args.push_to_hub))
+    config = clio_hf.ClioConfig(
+        conversation=clio_hf.ConversationConfig(roles=_roles(args.roles)),
+        facets=FacetConfig(rows_per_shard=args.rows_per_shard),
+        privacy=clio_hf.PrivacyConfig(
+            min_rows=args.min_rows, min_users=args.min_users, min_privacy_score=args.min_privacy_score, audit=not args.no_audit,
+            detect_pii=not args.no_pii_check, allowed_names=tuple(n.strip() for n in (args.allow_names or "").split(",") if n.strip())),
+    )
     result = clio_hf.annotate(
         args.dataset,
         split=args.split,
@@ -148,6 +179,7 @@ def _annotate(args) -> int:
         column_prefix=args.column_prefix,
         group_column=args.group_column,
         stream=args.stream,
+        revision=args.revision,
         cache_dir=args.cache_dir,
         engine=args.engine,
         ray_address=args.ray_address,
@@ -157,12 +189,56 @@ def _annotate(args) -> int:
         result.save_to_disk(args.out, overwrite=args.overwrite)
         logger.info("Saved to %s", args.out)
     if args.push_to_hub:
-        url = result.push_to_hub(args.push_to_hub, private=not args.public, include_text=args.include_text,
-                                 aggregates_only=args.aggregates_only,
-                                 sensitive_columns=args.sensitive_columns.split(",") if args.sensitive_columns else ())
-        logger.info("Pushed to %s", url)
+        try:
+            _push_result(result, args)
+        except Exception as error:
+            saved = Path(args.out) if args.out else _save_unpushed(result, args.push_to_hub)
+            flags = " ".join(f for f, on in (("--public", args.public), ("--include-text", args.include_text),
+                                             ("--aggregates-only", args.aggregates_only)) if on)
+            flags += f" --sensitive-columns {args.sensitive_columns}" if args.sensitive_columns else ""
+            raise RuntimeError(f"{error} The result is saved in {saved}; push it alone with: "
+                               f"clio-hf push {saved} {args.push_to_hub}{' ' + flags if flags else ''}") from error
     print(_top_of_tree(result))
     return 0
+
+
+def _push(args) -> int:
+    from .result import ClioResult, check_push_access
+
+    check_push_access(args.repo)
+    _push_result(ClioResult.load(args.folder), args, repo=args.repo)
+    return 0
+
+
+def _push_result(result, args, *, repo: str | None = None) -> None:
+    from huggingface_hub import constants
+
+    repo = repo or args.push_to_hub
+    try:
+        url = result.push_to_hub(repo, private=not args.public, include_text=args.include_text,
+                                 aggregates_only=args.aggregates_only,
+                                 sensitive_columns=args.sensitive_columns.split(",") if args.sensitive_columns else ())
+    except Exception as error:
+        raise RuntimeError(f"Pushing to {repo!r} on {constants.ENDPOINT} failed ({type(error).__name__}: {error}).") from error
+    logger.info("Pushed to %s", url)
+
+
+def _save_unpushed(result, repo: str) -> Path:
+    from .models import cache_root
+
+    folder = cache_root() / "unpushed" / repo.replace("/", "--")
+    result.save_to_disk(folder, overwrite=True)
+    return folder
+
+
+def _roles(text: str | None) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, kind = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--roles {text!r}: write NAME=KIND pairs separated by commas, e.g. tool=skip,function=assistant.")
+        pairs.append((name, kind))
+    return tuple(pairs)
 
 
 def _top_of_tree(result) -> str:

@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 
+ROLE_TARGETS = ("user", "assistant", "system", "skip")
+
+
 @dataclass(frozen=True)
 class ConversationConfig:
     """How rows become conversations (`to_conversations`)."""
@@ -23,6 +26,18 @@ class ConversationConfig:
     dedup: bool = True
     dedup_key: str | None = None
     """Column whose value identifies duplicates; None means the normalised conversation text."""
+    roles: tuple[tuple[str, str], ...] = ()
+    """Extra message roles and what each becomes: "user", "assistant", "system" or "skip" (the message is dropped),
+    e.g. `{"tool": "skip", "function": "assistant"}` (a dict is accepted). Checked case-insensitively, before the
+    built-in names; any role still unknown stops the run, naming the row."""
+
+    def __post_init__(self):
+        roles = self.roles.items() if isinstance(self.roles, dict) else self.roles
+        roles = tuple(sorted((str(name).strip().lower(), str(kind).strip().lower()) for name, kind in roles))
+        for name, kind in roles:
+            if kind not in ROLE_TARGETS:
+                raise ValueError(f"ConversationConfig.roles: {name!r} -> {kind!r}; a role becomes one of {list(ROLE_TARGETS)}.")
+        object.__setattr__(self, "roles", roles)
 
 
 @dataclass(frozen=True)
@@ -40,7 +55,12 @@ class FacetConfig:
     """Prompts per backend call inside a shard (the backend may batch further)."""
     on_error: Literal["raise", "null"] = "null"
     rationale_max_new_tokens: int = 40
-    """Token budget of a lens's one-sentence rationale (`explain_scores`)."""
+    """Token budget of a lens's one-sentence rationale (`clio_hf.lenses.rationales`)."""
+
+    def __post_init__(self):
+        for name in ("rows_per_shard", "batch_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"FacetConfig.{name} must be at least 1; got {getattr(self, name)}.")
 
 
 @dataclass(frozen=True)

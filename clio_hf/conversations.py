@@ -33,7 +33,7 @@ TEXT_COLUMNS = ("text", "prompt", "content", "markdown", "instruction", "questio
 ROLE_ALIASES = {
     **dict.fromkeys(("user", "human"), "user"),
     **dict.fromkeys(("assistant", "gpt", "chatgpt", "bing", "bard", "model", "bot"), "assistant"),
-    "system": "system",
+    **dict.fromkeys(("system", "developer"), "system"),
 }
 TURN_OVERHEAD = 4
 """Tokens counted per turn on top of its content: about what a chat template spends on the role header and end mark."""
@@ -74,8 +74,8 @@ def to_conversations(
     """Add `conversation` (normalised, truncated messages) and `duplicate_of` columns; input columns stay as they are.
 
     The source column is detected as the module docstring says, unless an override names it. Roles are mapped
-    case-insensitively (`ROLE_ALIASES`); any other role is an error. Content that is None becomes "", a number or
-    boolean `str()`, a list of OpenAI content parts the newline-joined texts of its parts; NUL characters and lone
+    case-insensitively (`config.roles` first, then `ROLE_ALIASES`); any other role is an error. Content that is None
+    becomes "", a number or boolean `str()`, a list of OpenAI content parts the newline-joined texts of its parts; NUL characters and lone
     surrogates are removed. Rows that open with an assistant turn or have fewer than two turns stay as they are.
     With `config.dedup`, a row whose key was seen before gets `duplicate_of` = the first such row's index (else -1).
     The key is the `config.dedup_key` column (null never matches), or else the exact normalised and truncated
@@ -85,7 +85,7 @@ def to_conversations(
         ds: the rows.
         llm: anything with `count_tokens(text)` and `truncate_text(text, max_tokens)`, such as an `LLM`. None
             approximates one token per 4 characters.
-        config: `max_tokens` (see `_fit` for the cut), `dedup` and `dedup_key`.
+        config: `max_tokens` (see `_fit` for the cut), `dedup`, `dedup_key` and extra `roles`.
         conversation_column: a column of message lists, `{role, content}` or `{from, value}`.
         text_column: a plain text column, read as one user turn.
         columns: several text columns joined into one user turn as `"A:\\n<value>\\n\\nB:\\n<value>"`.
@@ -123,7 +123,8 @@ def to_conversations(
         [ds._fingerprint, STAGE, _VERSION, TURN_OVERHEAD, config, kind, sources, output, model_id]
     )
     options = {"batched": True, "desc": "Building conversations", **map_kwargs}
-    row_options = dict(kind=kind, sources=sources, tokens=tokens, max_tokens=config.max_tokens, output=output)
+    row_options = dict(kind=kind, sources=sources, tokens=tokens, max_tokens=config.max_tokens, output=output,
+                       roles={**ROLE_ALIASES, **dict(config.roles)})
     mapped = ds.map(
         _conversation_batch,
         with_indices=True,
@@ -184,11 +185,11 @@ def _detect_source(ds, conversation_column, text_column, columns) -> tuple[str, 
     )
 
 
-def _conversation_batch(batch: dict, indices: list[int], *, kind, sources, tokens, max_tokens, output) -> dict:
+def _conversation_batch(batch: dict, indices: list[int], *, kind, sources, tokens, max_tokens, output, roles) -> dict:
     conversations, keys, truncated = [], [], []
     for position, index in enumerate(indices):
         if kind == "messages":
-            turns = _messages(batch[sources[0]][position], index, sources[0])
+            turns = _messages(batch[sources[0]][position], index, sources[0], roles)
         elif kind == "text":
             turns = [{"role": "user", "content": _content(batch[sources[0]][position], index, sources[0])}]
         else:
@@ -201,7 +202,7 @@ def _conversation_batch(batch: dict, indices: list[int], *, kind, sources, token
     return {output: conversations, _KEY: keys, _TRUNCATED: truncated}
 
 
-def _messages(value, index: int, column: str) -> list[dict[str, str]]:
+def _messages(value, index: int, column: str, roles: dict[str, str] = ROLE_ALIASES) -> list[dict[str, str]]:
     if isinstance(value, dict) and value and all(isinstance(v, list) for v in value.values()):
         # A `Sequence({...})` feature reads as a dict of lists; zip it back into messages.
         if len({len(v) for v in value.values()}) == 1:
@@ -217,12 +218,15 @@ def _messages(value, index: int, column: str) -> list[dict[str, str]]:
         if not isinstance(message, dict):
             raise _row_error(index, column, message, f"message {number} is not a {{role, content}} mapping")
         role = message.get("role") if message.get("role") is not None else message.get("from")
-        role_name = ROLE_ALIASES.get(role.strip().lower()) if isinstance(role, str) else None
+        role_name = roles.get(role.strip().lower()) if isinstance(role, str) else None
         if role_name is None:
             raise _row_error(
                 index, column, role,
-                f"message {number} has an unknown role (known, any case: {sorted(ROLE_ALIASES)})",
+                f"message {number} has an unknown role (known, any case: {sorted(roles)}); map it with "
+                "ConversationConfig(roles={NAME: 'user'|'assistant'|'system'|'skip'}) (CLI --roles NAME=skip)",
             )
+        if role_name == "skip":
+            continue
         content = message.get("content") if message.get("content") is not None else message.get("value")
         turns.append({"role": role_name, "content": _content(content, index, column)})
     return turns

@@ -25,7 +25,7 @@ import pyarrow as pa
 from . import columns as C
 from .config import EmbedConfig, FacetConfig
 from .embed import Embedder, _EmbedTask, embed_column, embed_fingerprint, load_embedder
-from .extract import _cached, extract_facets, facet_batch_values, plan_shards, shard_batches, write_shard
+from .extract import _cached, extract_facets, facet_batch_values, facet_outputs, plan_shards, shard_batches, write_shard
 from .facets import MAIN_FACETS, Facet
 from .llm import LLM, load_llm
 
@@ -78,7 +78,8 @@ class RayEngine:
                 for done in batch.to_pylist():
                     plan = plans[done["shard"]]
                     values = json.loads(done["values"])
-                    write_shard(plan.select(ds), plan, plan.pending, lambda f: _Replay(C.facet_column(f, column_prefix), values[f.column]),
+                    write_shard(plan.select(ds), plan, plan.pending,
+                                lambda f: _Replay({column: values[key] for column, (key, _) in facet_outputs(f, column_prefix).items()}),
                                 config=config, column_prefix=column_prefix)
                     self.work.append({"stage": "extract_facets", "shard": plan.index, "rows": plan.stop - plan.start,
                                       "prompts": done["prompts"], "pid": done["pid"], "host": done["host"]})
@@ -163,12 +164,12 @@ class _FacetActor:
         for shard, conversations in zip(batch.column("shard").to_pylist(), batch.column("conversations").to_pylist()):
             start, pending = self.plans[shard]
             before = self.llm.prompts
-            values: dict[str, list] = {f.column: [] for f in pending}
+            values: dict[str, list] = {}
             for chunk in shard_batches(len(conversations), self.config.batch_size):
                 answers = facet_batch_values(self.llm, pending, {self.conversation: conversations[chunk.start:chunk.stop]}, list(chunk),
                                              start, config=self.config, column_prefix=self.prefix)
-                for column, chunk_values in answers.items():
-                    values[column] += chunk_values
+                for key, chunk_values in answers.items():
+                    values.setdefault(key, []).extend(chunk_values)
             out["shard"].append(shard)
             out["values"].append(json.dumps(values))
             out["prompts"].append(self.llm.prompts - before)
@@ -216,11 +217,13 @@ class _ModelName:
 
 
 class _Replay:
-    def __init__(self, column: str, values: list):
-        self.column, self.values = column, values
+    """Writes a facet's columns from values an actor computed: {column: one value per row of the shard}."""
+
+    def __init__(self, columns: dict[str, list]):
+        self.columns = columns
 
     def __call__(self, batch: dict, indices: list[int], offset: int) -> dict:
-        return {self.column: [self.values[i] for i in indices]}
+        return {column: [values[i] for i in indices] for column, values in self.columns.items()}
 
 
 class _ReplayVectors:

@@ -16,6 +16,7 @@ from . import columns as C
 from . import prompts
 from .config import EmbedConfig
 from .facets import MAIN_FACETS, Facet
+from .models import check_model_target
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def load_embedder(spec: str | Embedder) -> Embedder:
         return SentenceTransformerEmbedder(str(Path(found.submodule_search_locations[0]) / "model"), model_id="minilm-l6")
     kind, _, target = spec.partition(":")
     if kind == "sentence-transformers" and target:
-        return SentenceTransformerEmbedder(target, model_id=spec)
+        return SentenceTransformerEmbedder(check_model_target(spec, target), model_id=spec)
     raise ValueError(f"Unknown embedder spec {spec!r}. Valid forms: " + "; ".join(EMBEDDER_SPEC_FORMS))
 
 

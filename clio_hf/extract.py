@@ -1,5 +1,8 @@
 """Stage 2: `extract_facets` asks every facet of every conversation and stores the answers as columns.
 
+A quality lens (`clio_hf.lenses`) adds a second column, its score's one-sentence rationale, asked right after the
+scores of each batch so that the conversation's cached keys and values are reused.
+
 Each facet runs over K contiguous shards, each its own cached `Dataset.map` whose fingerprint comes from the input
 fingerprint, the shard, the facet, the model, the prompt version and the stage config. A killed run therefore keeps
 every finished shard, and a changed facet recomputes that facet alone.
@@ -23,9 +26,12 @@ from . import prompts
 from .config import FacetConfig
 from .facets import MAIN_FACETS, Facet
 from .language import detect_language_name
+from .lenses import Lens, rationale_column, rationales
 from .llm import LLM
 
 logger = logging.getLogger(__name__)
+
+_LENS_VERSION = 1  # bump when a lens's shard (its score and rationale columns) is computed differently
 
 
 def extract_facets(
@@ -37,6 +43,7 @@ def extract_facets(
     column_prefix: str = "",
 ) -> datasets.Dataset:
     """Add one column per facet: a string (prefill included), or an int64 for numeric facets; null if unparseable.
+    A `Lens` also adds `<lens>_rationale` (see `clio_hf.lenses`).
 
     Args:
         ds: rows with a `conversation` column (see `to_conversations`).
@@ -97,6 +104,7 @@ def plan_shards(ds: datasets.Dataset, llm: LLM | None, *, facets: Sequence[Facet
             f.column: Hasher.hash(
                 [ds._fingerprint, "extract_facets", index, num_shards, f.to_dict(), llm.model_id if f.method == "llm" else f.method,
                  prompts.PROMPT_VERSION, config.max_new_tokens, config.max_retries, config.retry_temperature, column_prefix]
+                + ([_LENS_VERSION, config.rationale_max_new_tokens] if isinstance(f, Lens) else [])
             )
             for f in facets
         }
@@ -113,7 +121,6 @@ def write_shard(shard: datasets.Dataset, plan: ShardPlan, facets: Sequence[Facet
     """
     columns = []
     for facet in facets:
-        column = C.facet_column(facet, column_prefix)
         columns.append(
             shard.map(
                 task_of(facet),
@@ -122,12 +129,20 @@ def write_shard(shard: datasets.Dataset, plan: ShardPlan, facets: Sequence[Facet
                 with_indices=True,
                 fn_kwargs={"offset": plan.start},
                 remove_columns=shard.column_names,
-                features=datasets.Features({column: datasets.Value("int64") if facet.numeric else datasets.Value("string")}),
+                features=datasets.Features({column: feature for column, (_, feature) in facet_outputs(facet, column_prefix).items()}),
                 new_fingerprint=plan.fingerprints[facet.column],
                 desc=f"{facet.name} shard {plan.index + 1}/{plan.num_shards}",
             )
         )
     return columns
+
+
+def facet_outputs(facet: Facet, column_prefix: str = "") -> dict[str, tuple[str, datasets.Value]]:
+    """The columns one facet's map writes: {column: (key in `facet_batch_values`' answer, feature)}."""
+    outputs = {C.facet_column(facet, column_prefix): (facet.column, datasets.Value("int64") if facet.numeric else datasets.Value("string"))}
+    if isinstance(facet, Lens):
+        outputs[rationale_column(facet, column_prefix)] = (rationale_column(facet), datasets.Value("string"))
+    return outputs
 
 
 def shard_batches(num_rows: int, batch_size: int) -> list[range]:
@@ -151,8 +166,8 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
         answers = facet_batch_values(llm, facets, {conversation: [conversations[k] for k in spoken]}, [indices[k] for k in spoken],
                                      offset, config=config, column_prefix=column_prefix) if spoken else {}
         position = {k: j for j, k in enumerate(spoken)}
-        return {f.column: [answers[f.column][position[k]] if k in position else None for k in range(len(conversations))]
-                for f in facets}
+        return {key: [answers[key][position[k]] if k in position else None for k in range(len(conversations))]
+                for f in facets for key, _ in facet_outputs(f).values()}
     rows = [offset + i for i in indices]
     values: dict[str, list] = {}
     chats: dict[str, list] = {}
@@ -178,10 +193,12 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
         picks = llm.choose([chat for f in group for chat in chats[f.column]], list(options))
         for k, facet in enumerate(group):
             values[facet.column] = [int(options[p]) if p is not None else None for p in picks[k * len(rows) : (k + 1) * len(rows)]]
+    for lens in (f for f in asked if isinstance(f, Lens)):  # now, while the conversations' caches are warm
+        values[rationale_column(lens)] = rationales(llm, lens, texts, values[lens.column], rows, config)
     open_facets = [f for f in asked if f.column not in values]
     if open_facets:
         values.update(_generate_with_retries(llm, open_facets, chats, rows, config))
-    return {f.column: values[f.column] for f in facets}
+    return {key: values[key] for f in facets for key, _ in facet_outputs(f).values()}
 
 
 def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, list], rows: list[int],
@@ -250,17 +267,18 @@ class _FacetBatch:
 
     def _alone(self, facet: Facet, batch: dict, indices: list[int], offset: int) -> dict:
         values = facet_batch_values(self.llm, [facet], batch, indices, offset, config=self.config, column_prefix=self.prefix)
-        return {C.facet_column(facet, self.prefix): values[facet.column]}
+        return {column: values[key] for column, (key, _) in facet_outputs(facet, self.prefix).items()}
 
     def _joint(self, facet: Facet, batch: dict, indices: list[int], offset: int) -> dict:
-        key = offset + indices[0]
-        if key not in self.memo:
-            self.memo[key] = facet_batch_values(self.llm, list(self.pending.values()), batch, indices, offset,
-                                                config=self.config, column_prefix=self.prefix)
-        values = self.memo[key].pop(facet.column)
-        if not self.memo[key]:
-            del self.memo[key]
-        return {C.facet_column(facet, self.prefix): values}
+        memo_key = offset + indices[0]
+        if memo_key not in self.memo:
+            self.memo[memo_key] = facet_batch_values(self.llm, list(self.pending.values()), batch, indices, offset,
+                                                     config=self.config, column_prefix=self.prefix)
+        answers = self.memo[memo_key]
+        out = {column: answers.pop(key) for column, (key, _) in facet_outputs(facet, self.prefix).items()}
+        if not answers:
+            del self.memo[memo_key]
+        return out
 
 
 def _seed(row: int, facet: str, attempt: int) -> int:

@@ -1,10 +1,11 @@
 """Quality lenses: built-in numeric facets that rate a dataset's quality, each with a one-sentence rationale.
 
 A lens is a numeric `Facet` (column `<lens>`, int64): like every numeric facet, its score is *chosen* by the LLM among
-the allowed digits, so it always parses. `explain_scores` then asks, in the same conversation, why that score was
-given, and stores the answer in `<lens>_rationale`. Asking after the score (rather than before) keeps the score the
-model's first-token judgement, which greedy digit choice makes reproducible, and lets the rationale reuse the
-conversation's key/value cache.
+the allowed digits, so it always parses. Right after scoring a batch of rows, `extract_facets` asks, in the same
+conversation, why that score was given (`rationales`), and stores the answer in `<lens>_rationale`. Asking after the
+score (rather than before) keeps the score the model's first-token judgement, which greedy digit choice makes
+reproducible; asking in the same pass lets the rationale reuse the conversation's key/value cache, still held from
+scoring, so only the question is prefilled.
 
 Bands, for summaries: on a 1-4 scale 1 Poor, 2 Low, 3 Medium, 4 Good; on a 1-5 scale 1 Poor, 2 Low, 3 Medium, 4-5 Good.
 """
@@ -144,7 +145,11 @@ def explain_scores(
     config: FacetConfig = FacetConfig(),
     column_prefix: str = "",
 ) -> datasets.Dataset:
-    """Add `<lens>_rationale` (string; null when the score is null or no answer parsed) for every `Lens` in `facets`.
+    """Add `<lens>_rationale` (string; null when the score is null or no answer parsed) for every `Lens` in `facets`
+    that has a score column but no rationale column yet.
+
+    `extract_facets` already writes rationales in the same pass as the scores; this is for scores that came without
+    them (a dataset scored elsewhere, or an older result).
 
     Args:
         ds: rows with `conversation` and the lens score columns (see `extract_facets`).
@@ -158,7 +163,7 @@ def explain_scores(
         >>> ds["learning_value_rationale"][0]
         'Because it explains how binary search halves the interval.'
     """
-    lenses = [f for f in facets if isinstance(f, Lens)]
+    lenses = [f for f in facets if isinstance(f, Lens) and rationale_column(f, column_prefix) not in ds.column_names]
     if not lenses:
         return ds
     C.require_columns(ds, [column_prefix + C.CONVERSATION, *(C.facet_column(f, column_prefix) for f in lenses)], "explain_scores")
@@ -184,43 +189,46 @@ def explain_scores(
 
 
 class _RationaleTask:
-    """The batched row function: every lens of a batch of rows, back to back, so each conversation's cache is reused."""
+    """The batched row function of `explain_scores`: every lens of a batch of rows, back to back."""
 
     def __init__(self, llm: LLM, lenses: Sequence[Lens], config: FacetConfig, prefix: str):
         self.llm, self.lenses, self.config, self.prefix = llm, lenses, config, prefix
 
     def __call__(self, batch: dict, indices: list[int], offset: int) -> dict:
         texts = [prompts.transcript(c) for c in batch[self.prefix + C.CONVERSATION]]
-        out = {}
-        for lens in self.lenses:
-            scores = batch[C.facet_column(lens, self.prefix)]
-            chats = {
-                i: prompts.facet_prompt(texts[i], prompts.rationale_question(lens, s, band(s, lens.numeric)),
-                                        prompts.rationale_answer_prefill())
-                for i, s in enumerate(scores) if s is not None
-            }
-            rows = {i: offset + indices[i] for i in chats}
-            out[rationale_column(lens, self.prefix)] = self._generate(lens, chats, rows, len(scores))
-        return out
+        rows = [offset + i for i in indices]
+        return {rationale_column(lens, self.prefix): rationales(self.llm, lens, texts, batch[C.facet_column(lens, self.prefix)], rows,
+                                                                self.config)
+                for lens in self.lenses}
 
-    def _generate(self, lens: Lens, chats: dict[int, list], rows: dict[int, int], size: int) -> list[str | None]:
-        values: list[str | None] = [None] * size
-        pending = list(chats)
-        for attempt in range(self.config.max_retries + 1):
-            if not pending:
-                break
-            sampled = attempt > 0
-            outputs = self.llm.generate(
-                [chats[i] for i in pending], max_new_tokens=self.config.rationale_max_new_tokens, stop=["</answer>"],
-                temperature=self.config.retry_temperature if sampled else 0.0,
-                seeds=[zlib.crc32(f"{rows[i]}:{lens.column}:rationale:{attempt}".encode()) for i in pending] if sampled else None,
-            )
-            still = []
-            for i, text in zip(pending, outputs):
-                answer = prompts.parse_open_answer(text)
-                if answer is None:
-                    still.append(i)
-                else:
-                    values[i] = prompts.join_prefill(prompts.RATIONALE_PREFILL, answer)
-            pending = still
-        return values
+
+def rationales(llm: LLM, lens: Lens, texts: Sequence[str], scores: Sequence[int | None], rows: Sequence[int],
+               config: FacetConfig) -> list[str | None]:
+    """Why each score was given: one sentence per transcript, null where the score is null or no answer parsed.
+
+    The prompt continues the scoring prompt's conversation, so a backend with prefix reuse that saw the score asked
+    moments ago (`extract_facets` calls this right after scoring a batch) prefills only the question.
+    """
+    values: list[str | None] = [None] * len(texts)
+    chats = {i: prompts.facet_prompt(texts[i], prompts.rationale_question(lens, s, band(s, lens.numeric)),
+                                     prompts.rationale_answer_prefill())
+             for i, s in enumerate(scores) if s is not None}
+    pending = list(chats)
+    for attempt in range(config.max_retries + 1):
+        if not pending:
+            break
+        sampled = attempt > 0
+        outputs = llm.generate(
+            [chats[i] for i in pending], max_new_tokens=config.rationale_max_new_tokens, stop=["</answer>"],
+            temperature=config.retry_temperature if sampled else 0.0,
+            seeds=[zlib.crc32(f"{rows[i]}:{lens.column}:rationale:{attempt}".encode()) for i in pending] if sampled else None,
+        )
+        still = []
+        for i, text in zip(pending, outputs):
+            answer = prompts.parse_open_answer(text)
+            if answer is None:
+                still.append(i)
+            else:
+                values[i] = prompts.join_prefill(prompts.RATIONALE_PREFILL, answer)
+        pending = still
+    return values

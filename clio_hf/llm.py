@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from . import chat_template
-from .models import PACKAGED_MODELS, packaged_checkpoint
+from .models import PACKAGED_MODELS, check_model_target, packaged_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +79,12 @@ def load_llm(spec: str | LLM, **options) -> LLM:
     if spec in PACKAGED_MODELS:
         return TransformersLLM(packaged_checkpoint(spec), model_id=spec, **options)
     if kind == "transformers" and target:
-        return TransformersLLM(target, model_id=spec, **options)
+        return TransformersLLM(check_model_target(spec, target), model_id=spec, **options)
     if kind == "vllm" and target:
         from .backends_vllm import VLLMLLM
 
-        return VLLMLLM(packaged_checkpoint(target) if target in PACKAGED_MODELS else target, model_id=spec, **options)
+        path = packaged_checkpoint(target) if target in PACKAGED_MODELS else check_model_target(spec, target)
+        return VLLMLLM(path, model_id=spec, **options)
     if kind == "openai" and target:
         from .backends_openai import OpenAILLM, parse_openai_spec
 

@@ -55,6 +55,19 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {m.spec: m for m in (SMOLLM2, QWEN_C
 DEFAULT_LLM = QWEN_CODER_05B.spec
 
 
+def check_model_target(spec: str, target: str) -> str:
+    """`target` itself, after checking that a target written as a local path (not a Hub id `org/name`) exists.
+
+    Without this check a missing folder such as `transformers:/models/qwen` reaches the Hub client, which answers
+    that the repo id is malformed.
+    """
+    looks_local = target.startswith(("/", "./", "../", "~", ".\\")) or target.count("/") > 1 or "\\" in target
+    if looks_local and not Path(target).expanduser().exists():
+        raise FileNotFoundError(f"{spec!r}: no model folder at {target!r}. Pass an existing local folder "
+                                "(a transformers checkpoint) or a Hub model id such as 'org/name'.")
+    return str(Path(target).expanduser()) if looks_local else target
+
+
 def cache_root() -> Path:
     """Where clio_hf keeps converted models and resumable runs: `$CLIO_HF_CACHE`, else `~/.cache/clio_hf`."""
     return Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf"))

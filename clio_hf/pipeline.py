@@ -29,7 +29,7 @@ from .extract import extract_facets
 from .facets import MAIN_FACETS, Facet, resolve_facets
 from .groups import check_group_column, count_groups
 from .hierarchy import build_hierarchy
-from .lenses import check_lens_inputs, explain_scores
+from .lenses import check_lens_inputs
 from .llm import LLM, load_llm
 from .models import DEFAULT_LLM, cache_root
 from .pii import PII_VERSION
@@ -37,7 +37,7 @@ from .privacy import AUDIT_PROMPT_VERSION, apply_privacy_gates, withheld_counts
 from .projection import project_facets
 from .prompts import PROMPT_VERSION
 from .result import FORMAT_VERSION, ClioResult
-from .sources import load_source
+from .sources import load_source, resolve_revision
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def annotate(
     user_column: str | None = None,
     group_column: str | None = None,
     stream: bool = False,
+    revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     engine: Literal["local", "ray"] | RayEngine = "local",
     ray_address: str | None = None,
@@ -82,6 +83,8 @@ def annotate(
         group_column: an input column (`model`, `source`, ...) or a facet column (`language`): every hierarchy node
             gets `group_counts`, its rows per value (see `clio_hf.groups`).
         stream: stream a Hub source instead of downloading it (with `limit`, or with `sample`: a seeded shuffle).
+        revision: a Hub source's branch, tag or commit sha (default: main). The run is keyed by the commit sha it
+            resolves to now, recorded as `info["source_revision"]`, so a changed Hub dataset is analysed afresh.
         cache_dir: where finished work is kept so that a rerun resumes (default `$CLIO_HF_CACHE` or
             `~/.cache/clio_hf`).
         engine: `"local"` runs every stage in this process; `"ray"` (or a `clio_hf.distributed.RayEngine`) runs facet
@@ -99,11 +102,13 @@ def annotate(
     ray_engine = _ray_engine(engine, ray_address, num_workers)
     llm_spec, embedder_spec = llm, embedder
     timings: dict[str, float] = {}
-    run_key = Hasher.hash([_source_identity(source), split, limit, sample, seed, stream])
+    source_revision = resolve_revision(source, revision) if isinstance(source, str) else None
+    run_key = Hasher.hash([_source_identity(source, source_revision), split, limit, sample, seed, stream])
     workdir = Path(cache_dir or cache_root()) / "runs" / run_key
 
     with _timed(timings, "load"):
-        raw = _materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed, stream=stream))
+        raw = _materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed,
+                                                                   stream=stream, revision=source_revision))
         C.check_no_collisions(raw.column_names, facets, column_prefix)
         if user_column is not None and user_column not in raw.column_names:
             raise ValueError(f"user_column={user_column!r} is not a column of the input. Available columns: {raw.column_names}.")
@@ -132,8 +137,6 @@ def annotate(
             unique = ray_engine.extract_facets(unique, llm_spec, model_id=llm.model_id, facets=facets, config=config.facets, column_prefix=column_prefix)
         else:
             unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
-    with _timed(timings, "explain_scores"):
-        unique = explain_scores(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
     with _timed(timings, "embed_facets"):
         if embedder is not None and ray_engine is not None:
             unique = ray_engine.embed_facets(unique, embedder_spec, dimension=int(embedder.encode(["dimension probe"]).shape[1]),
@@ -184,6 +187,7 @@ def annotate(
         "config": config.to_dict(),
         "seed": seed,
         "source": _source_identity(source) if isinstance(source, str) else "datasets.Dataset",
+        "source_revision": source_revision,
         "input_columns": raw.column_names,
         "split": split,
         "column_prefix": column_prefix,
@@ -261,14 +265,14 @@ def _materialise(path: Path, compute) -> datasets.Dataset:
     return datasets.load_from_disk(str(path))
 
 
-def _source_identity(source) -> str:
+def _source_identity(source, revision: str | None = None) -> str:
     if isinstance(source, datasets.Dataset):
         return f"dataset:{source._fingerprint}"
     path = Path(str(source))
     if path.exists():
         stat = path.stat()
         return f"path:{path.resolve()}:{stat.st_mtime_ns}"
-    return f"id:{source}"
+    return f"id:{source}@{revision}" if revision else f"id:{source}"
 
 
 @contextmanager

@@ -205,6 +205,28 @@ class ClioResult:
         return commit.commit_url
 
 
+def check_push_access(repo_id: str, *, token: str | None = None) -> str:
+    """The user name a push to `repo_id` would commit as; a clear error naming the endpoint and repo when the id is
+    malformed, the Hub cannot be reached or no valid token is found. Cheap, so callers run it before any model does."""
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"Cannot push to {repo_id!r}: not a valid repo id ('org/name'): {error}") from error
+    where = f"{repo_id!r} on {constants.ENDPOINT}"
+    try:
+        return HfApi(token=token).whoami()["name"]
+    except Exception as error:  # httpx's transport errors, huggingface_hub's HTTP and token errors
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status in (401, 403) or "token" in str(error).lower():
+            raise PermissionError(f"Cannot push to {where}: no valid Hugging Face token ({type(error).__name__}). "
+                                  "Log in with `hf auth login` or set HF_TOKEN.") from error
+        raise ConnectionError(f"Cannot push to {where}: the Hub cannot be reached ({type(error).__name__}: {error}).") from error
+
+
 def _public_source(source: str | None) -> str | None:
     """A run record's source as a push may show it: a Hub id as it is, a local file or folder by its name alone."""
     if isinstance(source, str) and source.startswith("path:"):
@@ -365,6 +387,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 def _run_record(info: dict) -> str:
     facets = info.get("facets") or []
     out = ["## Run record\n", _table(["field", "value"], [
+        ["source", _public_source(info.get("source"))], ["source revision", info.get("source_revision") or "n/a"],
         ["format version", info.get("format_version")], ["clio_hf version", info.get("clio_hf_version")],
         ["LLM", info.get("llm")], ["embedder", info.get("embedder")],
         ["facets", ", ".join(str(f.get("name", f)) if isinstance(f, dict) else str(f) for f in facets)],

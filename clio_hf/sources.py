@@ -44,6 +44,7 @@ def load_source(
     sample: int | None = None,
     seed: int = 0,
     stream: bool = False,
+    revision: str | None = None,
 ) -> datasets.Dataset:
     """One `datasets.Dataset` from any supported source, optionally cut to the first or a random N rows.
 
@@ -60,6 +61,7 @@ def load_source(
         stream: stream a Hub dataset (instead of downloading and preparing it) even without `limit`; the rows are
             then written to a `Dataset` in the `datasets` cache. With `sample`, see `sample_stream`: the whole
             dataset is never read. Local sources ignore it.
+        revision: a Hub source's branch, tag or commit sha (default: the main branch); see `resolve_revision`.
 
     Returns:
         The rows, with the source's own columns.
@@ -76,22 +78,21 @@ def load_source(
     if limit is not None and sample is not None:
         raise ValueError("Pass either limit= (the first N rows) or sample= (a random N rows), not both.")
     for name, value in (("limit", limit), ("sample", sample)):
-        if value is not None and value < 0:
-            raise ValueError(f"{name}= must be zero or more; got {value}.")
+        if value is not None and value < 1:
+            raise ValueError(f"{name}= must be at least 1; got {value}.")
 
     if isinstance(source, datasets.Dataset):
-        ds = source.select(range(min(limit, len(source)))) if limit is not None else source
+        ds = _head(source, limit)
     elif isinstance(source, datasets.DatasetDict):
-        ds = _pick_split(source, split, "the DatasetDict")
-        ds = ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+        ds = _head(_pick_split(source, split, "the DatasetDict"), limit)
     elif not isinstance(source, (str, Path)):
         raise TypeError(f"source must be a datasets.Dataset or a string; got {type(source).__name__}.")
     elif str(source) == SHAREGPT:
         ds = load_sharegpt(limit=limit)
     elif stream and sample is not None and limit is None and _looks_like_hub_id(str(source)):
-        ds, sample = sample_stream(str(source), split=split, sample=sample, seed=seed), None
+        ds, sample = sample_stream(str(source), split=split, sample=sample, seed=seed, revision=revision), None
     else:
-        ds = _load_path_or_hub(str(source), split=split, limit=limit, stream=stream)
+        ds = _load_path_or_hub(str(source), split=split, limit=limit, stream=stream, revision=revision)
 
     if sample is not None:
         if sample > len(ds):
@@ -147,31 +148,70 @@ def _decode_complete_records(text: str, *, limit: int | None = None) -> Iterable
         yield record
 
 
-def _load_path_or_hub(source: str, *, split: str, limit: int | None, stream: bool) -> datasets.Dataset:
+def _load_path_or_hub(source: str, *, split: str, limit: int | None, stream: bool, revision: str | None = None) -> datasets.Dataset:
     path = Path(source).expanduser()
     if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
-        loaded = datasets.load_from_disk(str(path))
+        try:
+            loaded = datasets.load_from_disk(str(path))
+        except IndexError as error:  # datasets cannot load a saved dataset of 0 rows (it has no arrow shards)
+            raise ValueError(f"The source {str(path)!r} (split {split!r}) gave no rows: the saved dataset is empty.") from error
         ds = _pick_split(loaded, split, str(path)) if isinstance(loaded, datasets.DatasetDict) else loaded
-        return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+        return _head(ds, limit)
     if path.is_file():
         builder = _FILE_BUILDERS.get(path.suffix.lower())
         if builder is None:
             raise ValueError(f"Cannot read {path}: supported files are {sorted(_FILE_BUILDERS)} (or pass a folder).")
+        if _has_no_rows(path):
+            raise ValueError(f"The source {str(path)!r} (split {split!r}) gave no rows: the file holds no records.")
         try:
             ds = datasets.load_dataset(builder, data_files={split: str(path)}, split=split)
         except (StopIteration, ValueError, datasets.exceptions.DatasetGenerationError) as error:
             raise ValueError(f"Could not read any rows from {path} ({type(error).__name__}: {error}).") from error
-        return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+        return _head(ds, limit)
     if path.is_dir():
-        ds = datasets.load_dataset(str(path), split=split)
-        return ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+        return _head(datasets.load_dataset(str(path), split=split), limit)
     if not _HUB_ID.match(source) or Path(source).suffix.lower() in _FILE_BUILDERS:
-        raise FileNotFoundError(f"No such file or folder: {source!r} (and it is not a Hub dataset id like 'org/name').")
-    return _load_hub(source, split=split, limit=limit, stream=stream)
+        raise FileNotFoundError(f"No such file or folder: {source!r} (and it is not a Hub dataset id like 'org/name')."
+                                + _near_misses(path))
+    return _load_hub(source, split=split, limit=limit, stream=stream, revision=revision)
+
+
+def _head(ds: datasets.Dataset, limit: int | None) -> datasets.Dataset:
+    # `select` of an empty range fails inside datasets (IndexError), so an empty dataset is returned as it is.
+    return ds.select(range(limit)) if limit is not None and limit < len(ds) else ds
+
+
+def _has_no_rows(path: Path) -> bool:
+    """Whether a data file is plainly empty: no bytes, only blank lines, a CSV header alone, or a 0-row parquet."""
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        return True
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.read_metadata(path).num_rows == 0
+        except pa.ArrowException:
+            return False
+    if suffix in (".jsonl", ".csv") and path.stat().st_size < 1 << 20:
+        lines = [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        return len(lines) <= (1 if suffix == ".csv" else 0)
+    return False
+
+
+def _near_misses(path: Path) -> str:
+    """ " Did you mean ...?" naming files next to a misspelled local path (when its folder exists), or the built-in
+    example."""
+    import difflib
+
+    folder = path.parent if str(path.parent) not in ("", ".") else Path(".")
+    names = [str(folder / p.name) if folder != Path(".") else p.name for p in folder.iterdir()] if folder.is_dir() else []
+    close = difflib.get_close_matches(str(path), [*names, SHAREGPT], n=3, cutoff=0.75)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
 def sample_stream(repo_id: str, *, split: str = "train", sample: int, seed: int = 0,
-                  buffer_size: int = STREAM_SHUFFLE_BUFFER) -> datasets.Dataset:
+                  buffer_size: int = STREAM_SHUFFLE_BUFFER, revision: str | None = None) -> datasets.Dataset:
     """A seeded sample of `sample` rows of a Hub dataset, streamed: only about `sample + buffer_size` rows are read.
 
     The stream's shards are shuffled with `seed`, its rows pass through a shuffle buffer of `buffer_size`, and the
@@ -179,27 +219,82 @@ def sample_stream(repo_id: str, *, split: str = "train", sample: int, seed: int 
     large to download: rows of a shard stay somewhat clustered, so raise `buffer_size` when the order matters.
     """
     try:
-        rows = datasets.load_dataset(repo_id, split=split, streaming=True)
+        rows = datasets.load_dataset(repo_id, split=split, streaming=True, revision=revision)
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
         raise FileNotFoundError(f"{repo_id!r} is neither a local path nor a dataset found on the Hugging Face Hub: {error}") from error
     return _materialise(rows.shuffle(seed=seed, buffer_size=buffer_size), sample)
+
+
+def resolve_revision(source: str, revision: str | None = None) -> str | None:
+    """The commit sha a Hub source's `revision` (default: the main branch) points to now; None for other sources.
+
+    A run is keyed by this sha, so after the dataset changes on the Hub a rerun analyses the new commit instead of
+    silently reusing the first download; pass the sha back as `revision=` to analyse exactly the same data again.
+    In offline mode (`HF_HUB_OFFLINE=1`) nothing can be resolved: the revision is returned as given.
+    """
+    if source == SHAREGPT or not _looks_like_hub_id(source) or _local_folder_of(source) is not None:
+        return None
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    if constants.HF_HUB_OFFLINE:
+        logger.warning("Offline: %s is read from the local cache at revision %s, which may be stale.", source, revision or "main")
+        return revision
+    try:
+        return HfApi().dataset_info(source, revision=revision).sha
+    except RevisionNotFoundError as error:
+        raise ValueError(f"The Hub dataset {source!r} has no revision {revision!r} (a branch, tag or commit sha).") from error
+    except RepositoryNotFoundError as error:
+        raise FileNotFoundError(f"{source!r} is neither a local path nor a dataset found on the Hub at {_endpoint()} "
+                                "(a private dataset needs a token: `hf auth login` or HF_TOKEN)." + _near_misses(Path(source))) from error
+    except Exception as error:  # httpx's transport errors and the Hub's HTTP errors
+        raise ConnectionError(
+            f"{source!r} is not a local file or folder (nothing at {Path(source).resolve()}), and the Hub at "
+            f"{_endpoint()} could not be reached to read it as a dataset id ({type(error).__name__}: {error}). Check "
+            "the path, or the network for a Hub dataset." + _near_misses(Path(source))
+        ) from error
 
 
 def _looks_like_hub_id(source: str) -> bool:
     return not Path(source).expanduser().exists() and bool(_HUB_ID.match(source)) and Path(source).suffix.lower() not in _FILE_BUILDERS
 
 
-def _load_hub(repo_id: str, *, split: str, limit: int | None, stream: bool) -> datasets.Dataset:
+def _local_folder_of(source: str) -> Path | None:
+    """The existing local folder a would-be Hub id "folder/name" starts with: then it is a misspelled path."""
+    if "/" not in source or not _HUB_ID.match(source):
+        return None
+    folder = Path(source.split("/")[0])
+    return folder if folder.is_dir() else None
+
+
+def _load_hub(repo_id: str, *, split: str, limit: int | None, stream: bool, revision: str | None = None) -> datasets.Dataset:
     not_found = (FileNotFoundError, datasets.exceptions.DatasetNotFoundError)
+    local_folder = _local_folder_of(repo_id)
+    if local_folder is not None:
+        # "results/sharegt" next to a folder named "results" is a misspelled path far more often than a Hub id.
+        raise FileNotFoundError(f"No such file or folder: {repo_id!r}." + (_near_misses(Path(repo_id)) or
+                                f" (The folder {str(local_folder)!r} exists here, so it is not read as a Hub id.)"))
     try:
         if limit is None and not stream:
-            return datasets.load_dataset(repo_id, split=split)
-        rows = datasets.load_dataset(repo_id, split=split, streaming=True)
+            return datasets.load_dataset(repo_id, split=split, revision=revision)
+        rows = datasets.load_dataset(repo_id, split=split, streaming=True, revision=revision)
         return _materialise(rows, limit)
     except not_found as error:
         raise FileNotFoundError(
             f"{repo_id!r} is neither a local path nor a dataset found on the Hugging Face Hub: {error}"
         ) from error
+    except ConnectionError as error:
+        raise ConnectionError(
+            f"{repo_id!r} is not a local file or folder (nothing at {Path(repo_id).resolve()}), and the Hub at "
+            f"{_endpoint()} could not be reached to read it as a dataset id ({type(error).__name__}). Check the path, "
+            "or the network for a Hub dataset."
+        ) from error
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
 
 
 def _materialise(rows: datasets.IterableDataset, limit: int | None) -> datasets.Dataset:

@@ -8,7 +8,7 @@ import pytest
 from clio_hf import prompts
 from clio_hf.backends_openai import parse_openai_spec
 from clio_hf.config import ClioConfig
-from clio_hf.dry_run import facet_plan, naming_plan, prompt_tokens
+from clio_hf.dry_run import Rate, facet_plan, measure_rate, naming_plan, prompt_tokens
 from clio_hf.facets import CONCERNING, MAIN_FACETS, REQUEST, TASK
 from clio_hf.llm import TransformersLLM, smollm2_checkpoint
 from fakes import conversation
@@ -79,7 +79,8 @@ def test_openai_spec_parsing():
 def test_dry_run_counts_every_facet_prompt_as_rendered(llm):
     conversations = [conversation(t, "Sure.") for t in TEXTS]
     config = ClioConfig()
-    plan, chats = facet_plan(conversations, list(MAIN_FACETS), llm, config)
+    plan, chats, opens = facet_plan(conversations, list(MAIN_FACETS), llm, config)
+    assert opens == [c for c in chats if "1 to 5" not in c[-2]["content"]] and len(opens) == 2 * len(TEXTS)
     llm_facets = [f for f in MAIN_FACETS if f.method == "llm"]
     assert plan.prompts == len(chats) == len(TEXTS) * len(llm_facets)
     rendered = sum(llm.count_tokens(llm.render(c)) for c in chats)
@@ -91,6 +92,66 @@ def test_dry_run_counts_every_facet_prompt_as_rendered(llm):
     assert plan.max_new_tokens == len(TEXTS) * (2 * config.facets.max_new_tokens + 1)
     naming = naming_plan(100, list(MAIN_FACETS), llm, config)
     assert naming.prompts > 2 * 10 * config.hierarchy.name_samples and not naming.exact
+
+
+class ClockedLLM:
+    """A backend double whose work moves a fake clock: `prefill` prompt tokens/s for what its prefix cache does not
+    hold, then `decode` generated tokens/s; every answer is `answer_tokens` long (then `</answer>`). Its cache keeps
+    every conversation and system message it has seen."""
+
+    model_id, prefix_reuse = "clocked", True
+
+    def __init__(self, prefill: float, decode: float, answer_tokens: int):
+        self.prefill, self.decode, self.answer_tokens, self.now = prefill, decode, answer_tokens, 0.0
+        self.cached: set = set()
+
+    def count_tokens(self, text):
+        return len(text.split())
+
+    def _prefill(self, chats):
+        for chat in chats:
+            full, head, base = prompt_tokens(self, chat)
+            conversation, system = tuple(m["content"] for m in chat[:-2]), chat[0]["content"]
+            self.now += (full - head if conversation in self.cached else full - base if system in self.cached else full) / self.prefill
+            self.cached |= {conversation, system}
+
+    def choose(self, chats, options):
+        self._prefill(chats)
+        return [0] * len(chats)
+
+    def generate(self, chats, *, max_new_tokens, **kwargs):
+        self._prefill(chats)
+        tokens = min(max_new_tokens, self.answer_tokens + 1)
+        self.now += tokens * len(chats) / self.decode
+        return [" ".join(["word"] * self.answer_tokens) if tokens > self.answer_tokens else " ".join(["word"] * tokens)] * len(chats)
+
+
+@pytest.mark.parametrize("answer_tokens", [7, 40])
+def test_dry_run_calibration_counts_prefix_reuse_once(answer_tokens):
+    """The measured rates are the backend's true ones, the estimate equals the time the stage then takes, and the
+    bound equals it when every answer uses its whole budget."""
+    config = ClioConfig()
+    budget = config.facets.max_new_tokens
+
+    def clocked():
+        return ClockedLLM(prefill=400.0, decode=25.0, answer_tokens=answer_tokens)
+
+    llm = clocked()
+    plan, chats, opens = facet_plan([conversation(t * 6, "Sure.") for t in TEXTS], list(MAIN_FACETS), llm, config)
+    rate = measure_rate(llm, opens, max_new_tokens=budget, clock=lambda: llm.now)
+    assert rate.prefill_tokens_per_s == pytest.approx(400.0) and rate.generated_tokens_per_s == pytest.approx(25.0)
+    assert rate.answer_share == pytest.approx(min(1.0, (answer_tokens + 1) / budget))
+    stage, full = clocked(), clocked()
+    full.answer_tokens = budget
+    for chat in chats:  # the stage itself, prompt by prompt in the plan's order
+        for run in (stage, full):
+            if chat in opens:
+                run.generate([chat], max_new_tokens=budget)
+            else:
+                run.choose([chat], list("12345"))
+                run.now += 1 / 25.0  # a choice counts as one generated token
+    assert rate.seconds(plan) == pytest.approx(stage.now)
+    assert rate.seconds(plan, bound=True) == pytest.approx(full.now) == Rate(400.0, 25.0).seconds(plan)
 
 
 def test_openai_choose_is_null_when_the_answer_names_no_option():

@@ -168,6 +168,19 @@ def test_unknown_role_names_row_column_and_role():
         to_conversations(ds)
 
 
+def test_developer_is_system_and_extra_roles_can_be_mapped():
+    ds = datasets.Dataset.from_dict({"messages": [[turn("developer", "be brief"), turn("user", "a"), turn("tool", "{}"),
+                                                   turn("function", "b")]]})
+    with pytest.raises(ValueError, match=r"message 2 has an unknown role.*--roles NAME=skip"):
+        to_conversations(ds)
+    config = ConversationConfig(roles={"Tool": "skip", "function": "assistant"})
+    assert config.roles == (("function", "assistant"), ("tool", "skip")) and hash(config)
+    assert to_conversations(ds, config=config)["conversation"][0] == [
+        turn("system", "be brief"), turn("user", "a"), turn("assistant", "b")]
+    with pytest.raises(ValueError, match="'tool' -> 'bot'.*one of"):
+        ConversationConfig(roles={"tool": "bot"})
+
+
 def test_existing_output_column_needs_prefix():
     ds = datasets.Dataset.from_dict({"conversation": [[turn("user", "a")]]})
     with pytest.raises(ValueError, match="column_prefix="):

@@ -164,3 +164,69 @@ def test_cli_annotate_push_to_hub_with_a_clustered_facet(hub_server, hub_env, tm
     assert {"request", "request_cluster", "request_embedding", "language"} <= set(got["columns"])
     assert not {"conversation", "messages"} & set(got["columns"])
     assert got["info"]["llm"] == "scripted-llm"
+
+
+UPLOAD_ROWS = """
+import sys
+from huggingface_hub import HfApi
+api = HfApi()
+api.create_repo(sys.argv[1], repo_type="dataset", exist_ok=True)
+api.upload_file(path_or_fileobj=sys.argv[2].encode(), path_in_repo="rows.jsonl", repo_id=sys.argv[1], repo_type="dataset")
+print(api.dataset_info(sys.argv[1]).sha)
+"""
+
+
+def test_a_hub_source_is_keyed_by_its_commit(hub_server, hub_env, tmp_path):
+    """After the dataset changes on the Hub a rerun reads the new commit; --revision reads an old one again."""
+    env = _cli_env(hub_env, tmp_path)
+    cache = ["--cache-dir", str(tmp_path / "runs")]
+
+    def upload(rows: list[dict]) -> str:
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+        return run_hub_client(UPLOAD_ROWS, env, "me/source", text).stdout.strip().splitlines()[-1]
+
+    def annotate(out: str, *extra: str) -> ClioResult:
+        proc = run_hub_client(CLI, env, "annotate", "me/source", "--facets", "language", "--out", str(tmp_path / out),
+                              *cache, *extra, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return ClioResult.load(tmp_path / out)
+
+    first = upload(ROWS)
+    assert annotate("one").info["source_revision"] == first
+    second = upload(ROWS[:2])
+    assert second != first
+    now = annotate("two")
+    assert now.data["id"] == ["en", "fr"] and now.info["source_revision"] == second
+    again = annotate("three", "--revision", first)
+    assert again.data["id"] == ["en", "fr", "de"] and again.info["source_revision"] == first
+    assert f"| source revision | {first} |" in (tmp_path / "three" / "README.md").read_text()
+    proc = run_hub_client(CLI, env, "annotate", "me/source", "--facets", "language", "--out", str(tmp_path / "four"),
+                          "--revision", "no-such-branch", *cache, check=False)
+    assert proc.returncode == 2 and "has no revision 'no-such-branch'" in proc.stderr
+
+
+def test_a_push_is_checked_before_the_work_and_a_failed_push_says_how_to_retry(hub_server, hub_env, tmp_path):
+    source, env = _write_rows(tmp_path / "rows.jsonl"), _cli_env(hub_env, tmp_path)
+    annotate = ["annotate", str(source), "--facets", "language", "--cache-dir", str(tmp_path / "runs")]
+    unreachable = dict(env, HF_ENDPOINT="http://127.0.0.1:9")
+    proc = run_hub_client(CLI, unreachable, *annotate, "--push-to-hub", "me/retry", check=False)
+    assert proc.returncode == 2 and "Cannot push to 'me/retry' on http://127.0.0.1:9" in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing ran
+    proc = run_hub_client(CLI, env, *annotate, "--push-to-hub", "me/a/b", check=False)
+    assert proc.returncode == 2 and "not a valid repo id" in proc.stderr
+
+    hub_server.fail_next_commits(100)
+    try:
+        proc = run_hub_client(CLI, env, *annotate, "--push-to-hub", "me/retry", "--include-text", check=False)
+    finally:
+        hub_server.fail_next_commits(0)
+    saved = tmp_path / "cache" / "unpushed" / "me--retry"
+    assert proc.returncode == 2, proc.stderr
+    assert f"Pushing to 'me/retry' on {hub_server.url} failed" in proc.stderr
+    assert f"The result is saved in {saved}; push it alone with: clio-hf push {saved} me/retry --include-text" in proc.stderr
+    assert ClioResult.load(saved).data["id"] == ["en", "fr", "de"]
+    proc = run_hub_client(CLI, env, "push", str(saved), "me/retry", "--include-text", check=False)
+    assert proc.returncode == 0, proc.stderr
+    ClioResult.load(saved).for_publishing(include_text=True).save_to_disk(tmp_path / "public")
+    remote = hub_server.files("me/retry")
+    assert remote.pop(".gitattributes") and remote == _files(tmp_path / "public")

@@ -161,8 +161,15 @@ def test_stream_sample_is_seeded_and_reads_from_the_stream(tmp_path):
 
 
 # ---- the real packaged LLM ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def smollm2():
+    from clio_hf.llm import TransformersLLM, smollm2_checkpoint
+
+    return TransformersLLM(smollm2_checkpoint(), model_id="smollm2-135m")
+
+
 @pytest.mark.slow
-def test_real_lenses_on_instruction_and_output_columns(sharegpt_source, tmp_path):
+def test_real_lenses_on_instruction_and_output_columns(sharegpt_source, smollm2, tmp_path):
     pairs = []
     for turns in sharegpt_source["conversations"]:
         user = next((t["value"] for t in turns if t["from"] == "human"), None)
@@ -174,7 +181,7 @@ def test_real_lenses_on_instruction_and_output_columns(sharegpt_source, tmp_path
     config = clio_hf.ClioConfig(conversation=clio_hf.ConversationConfig(max_tokens=96),
                                 facets=clio_hf.FacetConfig(rationale_max_new_tokens=20, max_retries=0))
     result = clio_hf.annotate(datasets.Dataset.from_list(pairs), facets="learning_value,instruction_following",
-                              columns=["instruction", "output"], llm="smollm2-135m", config=config, cache_dir=tmp_path)
+                              columns=["instruction", "output"], llm=smollm2, config=config, cache_dir=tmp_path)
     data = result.data
     for lens, (lo, hi) in (("learning_value", (1, 5)), ("instruction_following", (1, 4))):
         assert data.features[lens] == datasets.Value("int64")
@@ -185,3 +192,34 @@ def test_real_lenses_on_instruction_and_output_columns(sharegpt_source, tmp_path
     assert len(result.hierarchy) == 0 and [f.get("lens") for f in result.info["facets"]] == [True, True]
     rows = summarize(data, result.hierarchy, facets=facets_from_info(result.info))
     assert [r["facet"] for r in rows] == ["learning_value", "instruction_following"] and rows[0]["rows"] == 4
+
+
+@pytest.mark.slow
+def test_rationales_are_asked_while_the_conversation_is_cached(sharegpt_source, smollm2, monkeypatch):
+    """`extract_facets` asks a lens's rationale right after the score, so the backend prefills only the question;
+    asked later (the conversations' caches gone), the same prompts prefill the whole conversation again."""
+    from clio_hf.extract import extract_facets
+    from clio_hf.lenses import rationales
+    from clio_hf.prompts import transcript
+
+    llm = smollm2
+    llm._prefixes.clear()
+    ds = clio_hf.to_conversations(sharegpt_source.select(range(4)), llm, config=clio_hf.ConversationConfig(max_tokens=128))
+    config = clio_hf.FacetConfig(rationale_max_new_tokens=12, max_retries=0)
+    prefilled = []
+    generate = llm.generate
+
+    def counting(prompts, **kwargs):  # with a lens alone, every generate call is a rationale
+        before = llm.usage["prefill_tokens"]
+        out = generate(prompts, **kwargs)
+        prefilled.append(llm.usage["prefill_tokens"] - before)
+        return out
+
+    monkeypatch.setattr(llm, "generate", counting)
+    out = extract_facets(ds, llm, facets=[LEARNING_VALUE], config=config)
+    in_pass = sum(prefilled)
+    llm._prefixes.clear()
+    prefilled.clear()
+    later = rationales(llm, LEARNING_VALUE, [transcript(c) for c in ds["conversation"]], out["learning_value"], list(range(4)), config)
+    assert later == out["learning_value_rationale"] and sum(r is not None for r in later) >= 2  # the same greedy answers
+    assert in_pass < 0.5 * sum(prefilled), (in_pass, sum(prefilled))

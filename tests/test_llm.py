@@ -113,3 +113,15 @@ def test_unknown_specs_list_the_valid_forms():
         load_embedder("nope")
     with pytest.raises(TypeError):
         load_llm(42)
+
+
+@pytest.mark.parametrize("spec", ["transformers:/missing", "transformers:./models/none", "vllm:~/no/such/model",
+                                  "transformers:models/a/b"])
+def test_a_missing_model_folder_is_named_not_sent_to_the_hub(spec):
+    with pytest.raises(FileNotFoundError, match=f"{spec!r}: no model folder at"):
+        load_llm(spec)
+
+
+def test_a_missing_embedder_folder_is_named():
+    with pytest.raises(FileNotFoundError, match="no model folder at '/missing/minilm'"):
+        load_embedder("sentence-transformers:/missing/minilm")

@@ -1,5 +1,6 @@
 """`annotate` end to end: fast checks with test doubles, and every contract rule on a real packaged-model run."""
 
+import json
 import subprocess
 import sys
 
@@ -100,11 +101,31 @@ def test_cli_refuses_an_out_folder_it_would_damage_before_any_model_runs(tmp_pat
     notes.mkdir()
     (notes / "README.md").write_text("mine")
     for out, message in ((rows, "would write into the input"), (rows / "data", "would write into the input"),
-                         (notes, "not empty and holds no clio_hf result")):
+                         (notes, "not empty and holds no clio_hf result"), (notes / "README.md" / "out", "is a file")):
         run = subprocess.run([sys.executable, "-m", "clio_hf.cli", "annotate", str(rows), "--text-column", "text", "--out", str(out),
                               "--llm", "transformers:/no/such/model"], capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert (notes / "README.md").read_text() == "mine" and len(list((rows / "data").iterdir())) == 1
+
+
+def test_cli_sizes_facet_shards_and_maps_roles(tmp_path):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("".join(json.dumps({"messages": [{"role": "developer", "content": "Be brief."},
+                                                     {"role": "user", "content": text}, {"role": "tool", "content": "{}"}]}) + "\n"
+                            for text in ["Where is the station?", "Wo ist der Bahnhof?", "Où est la gare ?"]))
+    base = [sys.executable, "-m", "clio_hf.cli", "annotate", str(rows), "--facets", "language", "--cache-dir", str(tmp_path / "runs")]
+    run = subprocess.run([*base, "--out", str(tmp_path / "bad"), "--rows-per-shard", "1"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "message 2 has an unknown role" in run.stderr and "'tool'" in run.stderr, run.stderr
+    run = subprocess.run([*base, "--out", str(tmp_path / "out"), "--rows-per-shard", "1", "--roles", "tool=skip"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    result = ClioResult.load(tmp_path / "out")
+    assert result.info["config"]["facets"]["rows_per_shard"] == 1
+    assert result.info["config"]["conversation"]["roles"] == [["tool", "skip"]]
+    assert [[t["role"] for t in c] for c in result.data["conversation"]] == [["system", "user"]] * 3
+    assert "Language shard 3/3" in run.stderr  # one row a shard, each cached on its own
+    run = subprocess.run([*base, "--out", str(tmp_path / "zero"), "--rows-per-shard", "0"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "rows_per_shard must be at least 1" in run.stderr, run.stderr
 
 
 # ------------------------------------------------------------------------------------------ the real packaged models

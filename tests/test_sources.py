@@ -33,12 +33,13 @@ def test_bad_counts_and_empty_sources():
     ds = datasets.Dataset.from_dict(ROWS)
     with pytest.raises(ValueError, match="not both"):
         load_source(ds, limit=2, sample=2)
-    with pytest.raises(ValueError, match="limit= must be zero or more"):
-        load_source(ds, limit=-1)
+    for bad in (-1, 0):
+        with pytest.raises(ValueError, match="limit= must be at least 1"):
+            load_source(ds, limit=bad)
     with pytest.raises(ValueError, match=r"Dataset\(0 rows.*gave no rows"):
         load_source(ds.select([]))
-    with pytest.raises(ValueError, match="gave no rows"):
-        load_source(ds, limit=0)
+    with pytest.raises(ValueError, match=r"Dataset\(0 rows.*gave no rows"):
+        load_source(ds.select([]), limit=5)
     with pytest.raises(TypeError):
         load_source(42)
 
@@ -55,6 +56,19 @@ def test_local_files(tmp_path):
     (tmp_path / "rows.txt").write_text("x")
     with pytest.raises(ValueError, match="supported files"):
         load_source(str(tmp_path / "rows.txt"))
+
+
+def test_empty_files_and_folders_say_they_have_no_rows(tmp_path):
+    empty = datasets.Dataset.from_dict({"text": []}, features=datasets.Features({"text": datasets.Value("string")}))
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    (tmp_path / "empty.json").write_text("")
+    (tmp_path / "empty.csv").write_text("text\n")
+    empty.to_parquet(tmp_path / "empty.parquet")
+    empty.save_to_disk(tmp_path / "saved")
+    for name in ["empty.jsonl", "empty.json", "empty.csv", "empty.parquet", "saved"]:
+        for limit in (None, 5):
+            with pytest.raises(ValueError, match=f"'{tmp_path / name}'.*gave no rows"):
+                load_source(str(tmp_path / name), limit=limit)
 
 
 def test_local_folders(tmp_path):
@@ -83,6 +97,19 @@ def test_missing_local_path_is_a_clear_error(tmp_path):
     for missing in [str(tmp_path / "nope"), "./data/rows.json", "a/b/c", "rows.jsonl"]:
         with pytest.raises(FileNotFoundError, match="No such file or folder"):
             load_source(missing)
+
+
+def test_a_misspelled_path_is_never_looked_up_on_the_hub(tmp_path, monkeypatch):
+    """"results/sharegt" has the shape of a Hub id; with a folder "results" here it is a typo, named as one."""
+    (tmp_path / "results" / "sharegpt").mkdir(parents=True)
+    (tmp_path / "rows.jsonl").write_text('{"text": "a"}\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("the Hub was asked"))
+    with pytest.raises(FileNotFoundError, match=r"No such file or folder: 'results/sharegt'\. Did you mean 'results/sharegpt'"):
+        load_source("results/sharegt")
+    with pytest.raises(FileNotFoundError, match=r"'row.jsonl'.*Did you mean 'rows.jsonl'"):
+        load_source("row.jsonl")
+    assert sources.resolve_revision("results/sharegt") is None and sources.resolve_revision("sharegpt") is None
 
 
 def test_sharegpt_all_complete_records(sharegpt):
