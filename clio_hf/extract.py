@@ -219,7 +219,7 @@ def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, l
         )
         still = []
         for (facet, i), text in zip(pending, outputs):
-            value = _parse(facet, text)
+            value = _parse(facet, text, chats[facet.column][i])
             if value is None:
                 still.append((facet, i))
             else:
@@ -234,11 +234,13 @@ def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, l
     return values
 
 
-def _parse(facet: Facet, text: str):
+def _parse(facet: Facet, text: str, chat: list):
     if facet.numeric:
         return prompts.parse_numeric(text, facet)
     answer = prompts.parse_open_answer(text)
-    return None if answer is None else prompts.join_prefill(facet.prefill, answer)
+    if answer is None or prompts.echoes_instructions(answer, chat):
+        return None
+    return prompts.join_prefill(facet.prefill, answer)
 
 
 def _cached(shard: datasets.Dataset, fingerprint: str) -> bool:

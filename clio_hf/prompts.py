@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from .facets import Facet
 from .llm import ChatPrompt
 
-PROMPT_VERSION = "3"
+PROMPT_VERSION = "4"  # 4: an open answer that repeats our instructions is re-asked (`echoes_instructions`)
 
 # Small models echo what the system message says about their own job ("to produce anonymous, aggregate statistics"
 # became most task values of Qwen2.5-Coder-0.5B under prompt version 2), so it describes no job, only the answer.
@@ -124,6 +124,34 @@ def parse_open_answer(text: str) -> str | None:
     if len(re.findall(r"[^\W\d_]", text)) < 2:
         return None
     return text[:1000]
+
+
+_WORD = re.compile(r"[a-z0-9']+")
+_FUNCTION_WORDS = frozenset(
+    "a an the and or but of to in on at by for with about from as into over than then so if is are was were be been "
+    "being it its this that these those their them they he she his her you your we our i me my what which who whom "
+    "how when where why do does did can could will would should may might must not no".split()
+)
+_CONVERSATION_BLOCK = re.compile(r"<conversation>\n(.*)\n</conversation>", re.S)
+
+
+def echoes_instructions(answer: str, prompt: ChatPrompt, run: int = 4) -> bool:
+    """Whether an answer repeats `run` consecutive words of our own instructions, two or more of them content words,
+    that the conversation itself does not contain. Such an answer describes the prompt, not the conversation (a small
+    model asked about a one-line question may answer "answer questions about a conversation between a user and an AI
+    assistant"), so the caller re-asks and, failing that, records a null.
+    """
+    def runs(text: str) -> set[tuple[str, ...]]:
+        words = _WORD.findall(text.lower())
+        return {tuple(words[i : i + run]) for i in range(len(words) - run + 1)}
+
+    material = prompt[1]["content"] if len(prompt) > 1 else ""
+    found = _CONVERSATION_BLOCK.search(material)
+    conversation = found.group(1) if found else ""
+    instructions = " \n ".join([m["content"] for m in prompt[:-1] if m is not prompt[1]]
+                               + [_CONVERSATION_BLOCK.sub(" \n ", material)])
+    echoed = (runs(answer) & runs(instructions)) - runs(conversation)
+    return any(sum(w not in _FUNCTION_WORDS for w in words) >= 2 for words in echoed)
 
 
 def join_prefill(prefill: str, answer: str) -> str:

