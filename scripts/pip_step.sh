@@ -10,4 +10,3 @@ pip_step() {
     exit $rc
   fi
 }
-
