@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--facets", default="request,language,task,concerning",
                           help="comma-separated facet names, lenses included (textbook_quality, learning_value, "
                                "code_quality, instruction_following)")
+    annotate.add_argument("--facet-column", action="append", default=[], metavar="FACET=COLUMN",
+                          help="take a facet's values from an input column instead of the LLM (e.g. request=my_summary); "
+                               "repeat for several")
+    annotate.add_argument("--embedding-column", action="append", default=[], metavar="FACET=COLUMN",
+                          help="a clustered facet's precomputed vectors (from the --embedder model); repeat for several")
     where = annotate.add_mutually_exclusive_group()
     where.add_argument("--conversation-column", help="a column of message lists (OpenAI or ShareGPT shape)")
     where.add_argument("--text-column", help="a plain text column, used as one user turn")
@@ -133,13 +138,36 @@ def _check_out(out: Path, dataset: str, *, overwrite: bool) -> None:
         raise PermissionError(f"--out {out}: the folder {existing} is not writable by this user.")
 
 
+def _facets(args) -> list:
+    """--facets, with --facet-column and --embedding-column applied (a facet they name is added when missing)."""
+    import dataclasses
+
+    from .facets import column_name, from_column, resolve_facets
+
+    facets = list(resolve_facets(args.facets))
+    for option, pairs in (("--facet-column", args.facet_column), ("--embedding-column", args.embedding_column)):
+        for pair in pairs:
+            name, sep, column = pair.partition("=")
+            if not sep or not name.strip() or not column.strip():
+                raise ValueError(f"{option} {pair!r}: write FACET=COLUMN, e.g. request=my_summary.")
+            key, column = column_name(name), column.strip()
+            index = next((i for i, f in enumerate(facets) if f.column == key), None)
+            if index is None:
+                facets.append(resolve_facets(name)[0])
+                index = len(facets) - 1
+            facet = facets[index]
+            facets[index] = (from_column(facet, column, embedding_column=facet.embedding_column) if option == "--facet-column"
+                             else dataclasses.replace(facet, embedding_column=column))
+    return facets
+
+
 def _annotate(args) -> int:
     import clio_hf
 
     if args.dry_run:
         from .dry_run import plan_annotation
 
-        print(plan_annotation(args.dataset, llm=args.llm, facets=args.facets, column_prefix=args.column_prefix,
+        print(plan_annotation(args.dataset, llm=args.llm, facets=_facets(args), column_prefix=args.column_prefix,
                               split=args.split, limit=args.limit, sample=args.sample, seed=args.seed, stream=args.stream,
                               revision=args.revision,
                               conversation_column=args.conversation_column, text_column=args.text_column,
@@ -168,7 +196,7 @@ def _annotate(args) -> int:
         limit=args.limit,
         sample=args.sample,
         seed=args.seed,
-        facets=args.facets,
+        facets=_facets(args),
         llm=args.llm,
         embedder=args.embedder,
         config=config,

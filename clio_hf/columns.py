@@ -67,8 +67,11 @@ def added_columns(facets: Iterable[Facet], prefix: str = "") -> list[str]:
 
 
 def check_no_collisions(existing: Iterable[str], facets: Iterable[Facet], prefix: str = "") -> None:
-    """Stop before any model runs if an added column would overwrite an input column."""
-    clashes = [name for name in added_columns(facets, prefix) if name in set(existing)]
+    """Stop before any model runs if an added column would overwrite an input column (a facet's own `source_column` or
+    `embedding_column` may carry the name of the column it fills)."""
+    facets = list(facets)
+    given = {f.source_column for f in facets if f.source_column} | {f.embedding_column for f in facets if f.embedding_column}
+    clashes = [name for name in added_columns(facets, prefix) if name in set(existing) and name not in given]
     if clashes:
         raise ValueError(
             f"The input already has column(s) {clashes} that clio_hf would add. "

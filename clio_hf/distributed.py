@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from . import columns as C
 from .config import EmbedConfig, FacetConfig
-from .embed import Embedder, _EmbedTask, embed_column, embed_fingerprint, load_embedder
+from .embed import _GivenVectors, Embedder, _EmbedTask, embed_column, embed_fingerprint, load_embedder
 from .extract import _cached, extract_facets, facet_batch_values, facet_outputs, plan_shards, shard_batches, write_shard
 from .facets import MAIN_FACETS, Facet
 from .llm import LLM, load_llm
@@ -98,6 +98,10 @@ class RayEngine:
         C.require_columns(ds, [C.facet_column(f, column_prefix) for f in clustered], "embed_facets")
         for facet in clustered:
             target = C.embedding_column(facet, column_prefix)
+            if facet.embedding_column:  # vectors given in a column: nothing to encode
+                ds = embed_column(ds, facet, _GivenVectors(facet, C.facet_column(facet, column_prefix), target, dimension),
+                                  dimension=dimension, model_id=model_id, config=config, column_prefix=column_prefix)
+                continue
             if _cached(ds, embed_fingerprint(ds, facet, model_id, column_prefix)):
                 ds = embed_column(ds, facet, _never_called, dimension=dimension, model_id=model_id, config=config, column_prefix=column_prefix)
                 continue

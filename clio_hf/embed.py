@@ -81,13 +81,19 @@ def embed_facets(
     """Add `<facet>_embedding` (L2-normalised float32, fixed size) for every clustered facet; null where the value is.
 
     What is embedded is the model's answer without the facet's prefill: a prefix shared by every value would pull all
-    embeddings together and blur the clusters.
+    embeddings together and blur the clusters. A facet with an `embedding_column` takes its vectors from that column
+    instead (normalised; they must come from this embedder, whose dimension they must have).
     """
     clustered = [f for f in facets if f.clustered]
     C.require_columns(ds, [C.facet_column(f, column_prefix) for f in clustered], "embed_facets")
+    C.require_columns(ds, [f.embedding_column for f in clustered if f.embedding_column], "embed_facets")
     dimension = int(embedder.encode(["dimension probe"]).shape[1])
     for facet in clustered:
-        task = _EmbedTask(embedder, facet, C.facet_column(facet, column_prefix), C.embedding_column(facet, column_prefix))
+        target = C.embedding_column(facet, column_prefix)
+        if facet.embedding_column:
+            task = _GivenVectors(facet, C.facet_column(facet, column_prefix), target, dimension)
+        else:
+            task = _EmbedTask(embedder, facet, C.facet_column(facet, column_prefix), target)
         ds = embed_column(ds, facet, task, dimension=dimension, model_id=embedder.model_id, config=config, column_prefix=column_prefix)
     return ds
 
@@ -125,4 +131,23 @@ class _EmbedTask:
             encoded = normalise(self.embedder.encode([prompts.strip_prefill(values[i], self.facet.prefill) for i in present]))
             for i, vector in zip(present, encoded):
                 vectors[i] = vector
+        return {**batch, self.target: vectors}
+
+
+class _GivenVectors:
+    """A facet's precomputed vectors, checked and normalised; null where the facet value or the vector is."""
+
+    def __init__(self, facet: Facet, source: str, target: str, dimension: int):
+        self.facet, self.source, self.target, self.dimension = facet, source, target, dimension
+
+    def __call__(self, batch: dict, indices: list[int]) -> dict:
+        vectors = []
+        for row, value, vector in zip(indices, batch[self.source], batch[self.facet.embedding_column]):
+            if value is None or vector is None:
+                vectors.append(None)
+                continue
+            if len(vector) != self.dimension or not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
+                raise ValueError(f"embed_facets: row {row}, column {self.facet.embedding_column!r}: expected {self.dimension} "
+                                 f"finite numbers (the embedder's dimension); got {len(vector)} values.")
+            vectors.append(normalise(np.asarray([vector], dtype=np.float32))[0])
         return {**batch, self.target: vectors}

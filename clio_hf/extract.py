@@ -58,7 +58,7 @@ def extract_facets(
         "The user's overall request for the assistant is to write a haiku about autumn."
     """
     conversation = column_prefix + C.CONVERSATION
-    C.require_columns(ds, [conversation], "extract_facets")
+    C.require_columns(ds, [conversation, *(f.source_column for f in facets if f.method == "column")], "extract_facets")
     if len(ds) == 0:
         raise ValueError("extract_facets: the dataset is empty.")
     for facet in facets:
@@ -75,7 +75,9 @@ def extract_facets(
         failures = sum(v is None for v in column[C.facet_column(facet, column_prefix)])
         if failures:
             logger.warning("extract_facets: %d of %d %r values could not be parsed and are null.", failures, len(column), facet.name)
-    return datasets.concatenate_datasets([ds, *columns], axis=1)
+    # A facet read from a column of its own name replaces that column with the checked values.
+    replaced = [c for c in (C.facet_column(f, column_prefix) for f in facets if f.method == "column") if c in ds.column_names]
+    return datasets.concatenate_datasets([ds.remove_columns(replaced) if replaced else ds, *columns], axis=1)
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ def write_shard(shard: datasets.Dataset, plan: ShardPlan, facets: Sequence[Facet
 def facet_outputs(facet: Facet, column_prefix: str = "") -> dict[str, tuple[str, datasets.Value]]:
     """The columns one facet's map writes: {column: (key in `facet_batch_values`' answer, feature)}."""
     outputs = {C.facet_column(facet, column_prefix): (facet.column, datasets.Value("int64") if facet.numeric else datasets.Value("string"))}
-    if isinstance(facet, Lens):
+    if isinstance(facet, Lens) and facet.method == "llm":
         outputs[rationale_column(facet, column_prefix)] = (rationale_column(facet), datasets.Value("string"))
     return outputs
 
@@ -163,8 +165,8 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
     # A conversation with no words in it has nothing to describe: every facet is null and no model is asked.
     spoken = [k for k, c in enumerate(conversations) if not C.is_empty_conversation(c)]
     if len(spoken) < len(conversations):
-        answers = facet_batch_values(llm, facets, {conversation: [conversations[k] for k in spoken]}, [indices[k] for k in spoken],
-                                     offset, config=config, column_prefix=column_prefix) if spoken else {}
+        answers = facet_batch_values(llm, facets, {name: [column[k] for k in spoken] for name, column in batch.items()},
+                                     [indices[k] for k in spoken], offset, config=config, column_prefix=column_prefix) if spoken else {}
         position = {k: j for j, k in enumerate(spoken)}
         return {key: [answers[key][position[k]] if k in position else None for k in range(len(conversations))]
                 for f in facets for key, _ in facet_outputs(f).values()}
@@ -174,6 +176,9 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
     for facet in facets:
         if facet.method == "language_id":
             values[facet.column] = [detect_language_name(c) for c in conversations]
+            continue
+        if facet.method == "column":
+            values[facet.column] = [given_value(facet, v, row) for v, row in zip(batch[facet.source_column], rows)]
             continue
         if not chats:
             try:
@@ -232,6 +237,21 @@ def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, l
         raise ValueError(f"extract_facets: row {rows[i]}, facet {facet.name!r}: no parseable answer after "
                          f"{config.max_retries + 1} attempts (on_error='raise').")
     return values
+
+
+def given_value(facet: Facet, value, row: int):
+    """A value of a `method="column"` facet, checked: text (blank is null), or an integer in range for a numeric one."""
+    if value is None:
+        return None
+    if facet.numeric:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or not facet.numeric[0] <= value <= facet.numeric[1]:
+            raise ValueError(f"extract_facets: row {row}, column {facet.source_column!r} (facet {facet.name!r}): expected a whole "
+                             f"number from {facet.numeric[0]} to {facet.numeric[1]} or null; got {value!r}.")
+        return int(value)
+    if not isinstance(value, str):
+        raise ValueError(f"extract_facets: row {row}, column {facet.source_column!r} (facet {facet.name!r}): expected text or "
+                         f"null; got {type(value).__name__} {value!r:.80}.")
+    return value.strip() or None
 
 
 def _parse(facet: Facet, text: str, chat: list):

@@ -18,7 +18,13 @@ class Facet:
         summary_criteria: what a good cluster name looks like; set it to get clusters and a hierarchy.
         numeric: `(lo, hi)` for an integer answer, constrained to those values.
         prompt: a custom question template; `{conversation}` is not needed, the conversation always comes first.
-        method: `llm` asks the LLM; `language_id` computes the language offline (py3langid) from the user turns.
+        method: `llm` asks the LLM; `language_id` computes the language offline (py3langid) from the user turns;
+            `column` takes the values from the input column `source_column` (summaries you already have): they are
+            embedded, clustered and named like an LLM facet's, and no LLM is asked for them.
+        source_column: with `method="column"`, the input column holding the values (strings; integers for a numeric
+            facet). It may be the facet's own column name.
+        embedding_column: an input column of precomputed vectors for a clustered facet, used instead of embedding its
+            values. They must come from the run's embedder (names are embedded with it and compared with them).
     """
 
     name: str
@@ -27,11 +33,18 @@ class Facet:
     summary_criteria: str | None = None
     numeric: tuple[int, int] | None = None
     prompt: str | None = None
-    method: Literal["llm", "language_id"] = "llm"
+    method: Literal["llm", "language_id", "column"] = "llm"
+    source_column: str | None = None
+    embedding_column: str | None = None
 
     def __post_init__(self):
         if not column_name(self.name):
             raise ValueError(f"Facet name {self.name!r} has no letters or digits to make a column name from.")
+        if (self.method == "column") != (self.source_column is not None):
+            raise ValueError(f"Facet {self.name!r}: method='column' and source_column= go together "
+                             f"(got method={self.method!r}, source_column={self.source_column!r}).")
+        if self.embedding_column is not None and self.summary_criteria is None:
+            raise ValueError(f"Facet {self.name!r}: embedding_column= is for a clustered facet (set summary_criteria).")
         if self.numeric is not None:
             lo, hi = self.numeric
             if not (isinstance(lo, int) and isinstance(hi, int) and lo <= hi):
@@ -57,6 +70,9 @@ class Facet:
             "numeric": list(self.numeric) if self.numeric else None,
             "prompt": self.prompt,
             "method": self.method,
+            # only when set, so the fingerprints of facets without them stay as they were
+            **({"source_column": self.source_column} if self.source_column else {}),
+            **({"embedding_column": self.embedding_column} if self.embedding_column else {}),
         }
 
     @classmethod
@@ -110,6 +126,18 @@ SUMMARY = Facet(
 MAIN_FACETS: tuple[Facet, ...] = (REQUEST, LANGUAGE, TASK, CONCERNING)
 GENERIC_SUMMARY_FACETS: tuple[Facet, ...] = (SUMMARY,)
 BUILTIN_FACETS: dict[str, Facet] = {f.column: f for f in (*MAIN_FACETS, *GENERIC_SUMMARY_FACETS)}
+
+
+def from_column(facet: Facet | str, source_column: str, *, embedding_column: str | None = None) -> Facet:
+    """A facet whose values are read from `source_column` instead of asked of the LLM (CLI `--facet-column F=COL`).
+
+    A built-in name keeps its question, prefill and naming criteria, so `from_column("request", "my_summary")` is
+    clustered and named like the LLM's Request facet.
+    """
+    import dataclasses
+
+    base = resolve_facets(facet)[0] if isinstance(facet, str) else facet
+    return dataclasses.replace(base, method="column", source_column=source_column, embedding_column=embedding_column)
 
 
 def resolve_facets(names: str | list[str] | tuple) -> tuple[Facet, ...]:

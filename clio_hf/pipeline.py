@@ -25,7 +25,7 @@ from .config import ClioConfig
 from .conversations import source_columns, to_conversations
 from .distributed import RayEngine
 from .embed import Embedder, embed_facets, load_embedder
-from .extract import extract_facets
+from .extract import extract_facets, given_value
 from .facets import MAIN_FACETS, Facet, resolve_facets
 from .groups import check_group_column, count_groups
 from .hierarchy import build_hierarchy
@@ -110,6 +110,10 @@ def annotate(
         raw = _materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed,
                                                                    stream=stream, revision=source_revision))
         C.check_no_collisions(raw.column_names, facets, column_prefix)
+        C.require_columns(raw, [c for f in facets for c in (f.source_column, f.embedding_column) if c], "annotate (a facet's given column)")
+        for facet in (f for f in facets if f.method == "column"):  # checked here, where a row number is the input's
+            for row, value in enumerate(raw[facet.source_column]):
+                given_value(facet, value, row)
         if user_column is not None and user_column not in raw.column_names:
             raise ValueError(f"user_column={user_column!r} is not a column of the input. Available columns: {raw.column_names}.")
         text_columns = source_columns(raw, conversation_column, text_column, columns)

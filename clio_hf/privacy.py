@@ -303,6 +303,10 @@ def row_column_rules(
         if facet.clustered:
             for name in (C.embedding_column(facet, p), C.cluster_column(facet, p), *C.projection_columns(facet, p)):
                 rules[name] = GATED
+        # The input columns a facet was read from are the row's own text (or vectors of it), like the conversation.
+        for given in (getattr(facet, "source_column", None), getattr(facet, "embedding_column", None)):
+            if given:
+                rules.setdefault(given, TEXT)
     inputs = [c for c in columns if c not in rules] if input_columns is None else input_columns
     for name in inputs:
         rules.setdefault(name, TEXT if name in (*text_columns, user_column) else KEEP)

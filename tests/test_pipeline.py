@@ -72,6 +72,52 @@ class UndecidedLLM(ScriptedLLM):
         return [None] * len(prompts)
 
 
+def test_a_facet_read_from_a_column_is_clustered_and_named_without_asking_for_values(tmp_path):
+    from clio_hf.facets import LANGUAGE, REQUEST, from_column
+
+    topics = ["bake sourdough bread", "bake rye bread", "fix a python import error", "fix a python type error",
+              "plan a trip to japan", "plan a trip to peru"]
+    embedder = HashEmbedder()
+    vectors = [list(map(float, v)) for v in embedder.encode([f"  {t} " for t in topics])]
+    vectors[5] = None  # a row without a vector is left out of the clusters, like a null value
+    rows = datasets.Dataset.from_dict({"text": [f"Could you help me {t}?" for t in topics], "my_summary": [f"  {t} " for t in topics],
+                                       "vecs": vectors})
+    llm = ScriptedLLM(reply=lambda p: "Some group</name>\n<summary>Some summary.</summary>")
+    facet = from_column(REQUEST, "my_summary", embedding_column="vecs")
+    result = clio_hf.annotate(rows, facets=[facet, LANGUAGE], llm=llm, embedder=embedder, cache_dir=tmp_path,
+                              config=clio_hf.ClioConfig(cluster=clio_hf.ClusterConfig(rows_per_base_cluster=2),
+                                                        privacy=clio_hf.PrivacyConfig(min_rows=1, audit=False)))
+    data = result.data
+    assert data["request"] == topics  # the given values, stripped; no prefill is added
+    assert not any("Here is a conversation" in p[1]["content"] for p in llm.prompts)  # no value was asked for
+    given = np.array(vectors[:5], dtype=np.float32)
+    assert np.allclose(np.array(data["request_embedding"][:5]), given / np.linalg.norm(given, axis=1, keepdims=True), atol=1e-6)
+    assert data["request_embedding"][5] is None and data["request_cluster"][5] == -1
+    assert len(result.hierarchy) > 0 and result.info["facets"][0]["source_column"] == "my_summary"
+    public = result.for_publishing()
+    assert not {"my_summary", "vecs", "text"} & set(public.data.column_names)  # the row's own text stays local
+    bad = datasets.Dataset.from_dict({"text": ["a", "b"], "n": [3, 9]})
+    with pytest.raises(ValueError, match=r"row 1, column 'n' \(facet 'Concerning'\): expected a whole number from 1 to 5"):
+        clio_hf.annotate(bad, facets=[from_column("concerning", "n")], llm=llm, embedder=embedder, cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"no column\(s\) \['missing'\]"):
+        clio_hf.annotate(bad, facets=[from_column("request", "missing")], llm=llm, embedder=embedder, cache_dir=tmp_path)
+
+
+def test_cli_facet_column_options():
+    from argparse import Namespace
+
+    from clio_hf.cli import _facets
+
+    facets = _facets(Namespace(facets="request,language", facet_column=["request=my_summary", "Task=t"],
+                               embedding_column=["request=vecs"]))
+    assert [(f.column, f.method, f.source_column, f.embedding_column) for f in facets] == [
+        ("request", "column", "my_summary", "vecs"), ("language", "language_id", None, None), ("task", "column", "t", None)]
+    with pytest.raises(ValueError, match="write FACET=COLUMN"):
+        _facets(Namespace(facets="request", facet_column=["request"], embedding_column=[]))
+    with pytest.raises(ValueError, match="embedding_column= is for a clustered facet"):
+        _facets(Namespace(facets="concerning", facet_column=[], embedding_column=["concerning=v"]))
+
+
 def test_a_choice_the_backend_could_not_make_is_a_null_and_a_parse_failure(tmp_path):
     llm = UndecidedLLM(reply=lambda p: " help with code</answer>" if "User: " in p[1]["content"] else "Group</name>\n<summary>S.</summary>")
     result = clio_hf.annotate(_messages(["sort a list", "bake bread", "fix a bug"]).remove_columns("request"), llm=llm,
