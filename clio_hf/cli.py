@@ -226,7 +226,7 @@ def _annotate(args) -> int:
             flags += f" --sensitive-columns {args.sensitive_columns}" if args.sensitive_columns else ""
             raise RuntimeError(f"{error} The result is saved in {saved}; push it alone with: "
                                f"clio-hf push {saved} {args.push_to_hub}{' ' + flags if flags else ''}") from error
-    print(_top_of_tree(result))
+    print(_run_summary(result, out=args.out, pushed=args.push_to_hub))
     return 0
 
 
@@ -269,13 +269,28 @@ def _roles(text: str | None) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _top_of_tree(result) -> str:
-    lines = []
-    for facet in sorted(set(result.hierarchy["facet"])):
-        nodes = [n for n in result.hierarchy if n["facet"] == facet and n["parent_id"] is None]
-        lines.append(f"{facet}: {len(nodes)} top-level clusters")
-        for node in sorted(nodes, key=lambda n: -n["size"])[:10]:
+def _run_summary(result, *, out: str | None, pushed: str | None) -> str:
+    """What `annotate` prints last: where the result is, what it holds, what went wrong, and the next command."""
+    info = result.info
+    rows, seconds = info.get("rows") or {}, sum((info.get("timings") or {}).values())
+    lines = [f"Done in {seconds / 60:.1f} min: {rows.get('input', len(result.data))} rows ({rows.get('unique', '?')} unique, "
+             f"{rows.get('empty', 0)} empty conversations)."]
+    lines += [f"Saved to {out}"] if out else []
+    lines += [f"Pushed to {pushed} (only published nodes; see clio_run.json)"] if pushed else []
+    failures = {k: v for k, v in (info.get("parse_failures") or {}).items() if v}
+    lines.append("Parse failures (null values): " + (", ".join(f"{k} {v}" for k, v in failures.items()) or "none"))
+    tree, withheld = result.hierarchy, (info.get("privacy") or {}).get("withheld") or {}
+    for facet in sorted(set(tree["facet"])):
+        nodes = [n for n in tree if n["facet"] == facet]
+        top = [n for n in nodes if n["parent_id"] is None]
+        fallback = (info.get("fallback_names") or {}).get(facet, 0)
+        lines.append(f"{facet}: {len(top)} top-level clusters, {len(nodes)} nodes, {fallback} fallback names, "
+                     f"{(withheld.get(facet) or {}).get('total', 0)} withheld from a push")
+        for node in sorted(top, key=lambda n: -n["size"])[:10]:
             lines.append(f"  {node['size']:>6}  {node['name']}")
+    where = out or pushed
+    if where:
+        lines.append(f"Next: clio-hf view {where}   (or: clio-hf summary {where})")
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
+from datasets.utils import tqdm  # honours datasets.disable_progress_bars()
 
 from . import columns as C
 from . import prompts
@@ -323,6 +324,8 @@ class _FacetTree:
         """
         answers: list[list[tuple[str, str | None]]] = [[] for _ in items]
         slots = list(enumerate(items))
+        what = "base clusters" if level == 0 else f"level {level} parents"
+        progress = tqdm(total=len(slots), desc=f"Naming {self.facet.name} {what}", unit="cluster", disable=not slots)
         for start in range(0, len(slots), _NAMING_CHUNK):
             chunk = slots[start : start + _NAMING_CHUNK]
             chats = {item: make_prompt(item) for _, item in chunk}
@@ -343,6 +346,8 @@ class _FacetTree:
                     parsed = prompts.parse_name_and_summary(text, self.forbidden)
                     if parsed:
                         answers[slot].append(parsed)
+            progress.update(len(chunk))
+        progress.close()
         return [self._closest(a, target) for a, target in zip(answers, targets)]
 
     def _closest(self, answers, target: np.ndarray):

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import datasets
-from tqdm.auto import tqdm
+from datasets.utils import tqdm  # honours datasets.disable_progress_bars()
 
 from . import columns as C
 from .config import PrivacyConfig
@@ -142,8 +142,10 @@ def audit_privacy(hierarchy: datasets.Dataset, llm: LLM, *, config: PrivacyConfi
     distinct = list(dict.fromkeys(texts))  # a parent of one child repeats its child: rate it once
     chats = [audit_prompt(name or "", summary or "") for name, summary in distinct]
     ratings: list[int | None] = []
-    for start in tqdm(range(0, len(chats), _AUDIT_BATCH), desc="Privacy audit", unit="batch", disable=not chats):
-        ratings += _rate(llm, chats[start : start + _AUDIT_BATCH], config)
+    with tqdm(total=len(chats), desc="Privacy audit", unit="node", disable=not chats) as progress:
+        for start in range(0, len(chats), _AUDIT_BATCH):
+            ratings += _rate(llm, chats[start : start + _AUDIT_BATCH], config)
+            progress.update(len(chats[start : start + _AUDIT_BATCH]))
     rating_of = dict(zip(distinct, ratings))
     scores = [rating_of[t] for t in texts]
     unrated = sum(s is None for s in scores)

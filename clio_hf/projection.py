@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import datasets
 import numpy as np
 import pyarrow as pa
-from tqdm.auto import tqdm
+from datasets.utils import tqdm  # honours datasets.disable_progress_bars()
 
 from . import columns as C
 from .cluster import embedding_matrix

@@ -153,3 +153,17 @@ def test_the_sample_nearest_the_cluster_names_it_even_when_outvoted():
     base = [n for n in tree if n["level"] == 0]
     values = {v.removeprefix(REQUEST.prefill).strip().casefold() for v in data["request"]}
     assert base and all(n["name"].casefold() in values for n in base)
+
+
+def test_naming_shows_progress_unless_datasets_bars_are_off(capsys):
+    data = _clustered(60)
+    llm = ScriptedLLM(reply=lambda p: "A name</name><summary>A summary.</summary>")
+    build_hierarchy(data, llm, HashEmbedder(), facets=[REQUEST])
+    shown = capsys.readouterr().err
+    assert "Naming Request base clusters" in shown and "12/12" in shown and "Naming Request level 1 parents" in shown
+    datasets.disable_progress_bars()
+    try:
+        build_hierarchy(data, llm, HashEmbedder(), facets=[REQUEST])
+    finally:
+        datasets.enable_progress_bars()
+    assert "Naming" not in capsys.readouterr().err

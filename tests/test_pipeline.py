@@ -170,6 +170,8 @@ def test_cli_sizes_facet_shards_and_maps_roles(tmp_path):
     assert result.info["config"]["conversation"]["roles"] == [["tool", "skip"]]
     assert [[t["role"] for t in c] for c in result.data["conversation"]] == [["system", "user"]] * 3
     assert "Language shard 3/3" in run.stderr  # one row a shard, each cached on its own
+    assert "3 rows (3 unique, 0 empty conversations)" in run.stdout and "Parse failures (null values): none" in run.stdout
+    assert f"Saved to {tmp_path / 'out'}" in run.stdout and f"Next: clio-hf view {tmp_path / 'out'}" in run.stdout
     run = subprocess.run([*base, "--out", str(tmp_path / "zero"), "--rows-per-shard", "0"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "rows_per_shard must be at least 1" in run.stderr, run.stderr
 
