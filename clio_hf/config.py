@@ -76,6 +76,12 @@ class ClusterConfig:
     max_base_clusters: int = 1000
     niter: int = 25
     seed: int = 0
+    exact_max_rows: int = 200_000
+    """Up to this many rows with an embedding, k-means trains on every original row in memory; above it, on a seeded
+    sample of `points_per_centroid` rows per cluster, and rows are assigned in a streamed pass over the embeddings on
+    disk (bounded memory at 1M+ rows). The run record says which path ran."""
+    points_per_centroid: int = 64
+    """Training rows per cluster on the streamed path."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from datasets.fingerprint import Hasher
 
 from . import __version__
 from . import columns as C
-from .cluster import cluster_facets
+from .cluster import cluster_facets, clustering_path, present_mask
 from .config import ClioConfig
 from .conversations import source_columns, to_conversations
 from .distributed import RayEngine
@@ -151,6 +151,8 @@ def annotate(
     with _timed(timings, "cluster_facets"):
         data = _broadcast_to_duplicates(conversations, unique, duplicate_of, originals)
         data = cluster_facets(data, facets=facets, config=config.cluster, column_prefix=column_prefix)
+        clustering = {f.column: clustering_path(int(present_mask(data, C.embedding_column(f, column_prefix)).sum()), config.cluster)
+                      for f in facets if f.clustered}
 
     with _timed(timings, "project_facets"):
         data = _project(data, workdir, conversations, facets, llm, embedder, config, column_prefix)
@@ -203,6 +205,7 @@ def annotate(
         "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
         "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
                     "pii_version": PII_VERSION, "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
+        "clustering": clustering,
         "engine": "local" if ray_engine is None else {"name": "ray", "address": ray_engine.address, "num_workers": ray_engine.num_workers,
                                                        "shards_computed": sum(w["stage"] == "extract_facets" for w in ray_engine.work),
                                                        "workers": len({(w["host"], w["pid"]) for w in ray_engine.work})},

@@ -64,9 +64,9 @@ def main() -> None:
     stage("generate (not part of the pipeline)", start, f"{path.stat().st_size / 1e9:.2f} GB Arrow file")
 
     ds = datasets.Dataset.from_file(str(path))  # memory-mapped
-    config = clio_hf.ClusterConfig(max_base_clusters=args.max_base_clusters)
+    config = clio_hf.ClusterConfig(max_base_clusters=args.max_base_clusters, points_per_centroid=args.points_per_centroid)
     start = time.perf_counter()
-    labels = stream_base_clusters(ds, "request_embedding", config, points_per_centroid=args.points_per_centroid)
+    labels = stream_base_clusters(ds, "request_embedding", config)
     k = base_cluster_count(len(ds), config)
     stage("cluster", start, f"k={k}, trained on {min(len(ds), k * args.points_per_centroid):,} rows, "
                             f"cluster sizes {np.bincount(labels).min()}..{np.bincount(labels).max()}")

@@ -29,14 +29,14 @@ def on_disk(tmp_path):
 
 def test_streamed_clusters_recover_the_blobs_numbered_by_size_whatever_the_batch(on_disk):
     ds, truth = on_disk
-    config = ClusterConfig(rows_per_base_cluster=188, max_base_clusters=16)
-    labels = stream_base_clusters(ds, "e", config, points_per_centroid=40, batch_size=257)
+    config = ClusterConfig(rows_per_base_cluster=188, max_base_clusters=16, points_per_centroid=40)
+    labels = stream_base_clusters(ds, "e", config, batch_size=257)
     assert base_cluster_count(len(ds), config) == 16 and labels.min() == 0 and labels.max() == 15
     for cluster in range(16):  # k-means may split a blob, but never puts two blobs in one cluster
         assert len(set(truth[labels == cluster])) == 1
     counts = np.bincount(labels)
     assert list(counts) == sorted(counts, reverse=True)
-    assert np.array_equal(labels, stream_base_clusters(ds, "e", config, points_per_centroid=40, batch_size=100_000))
+    assert np.array_equal(labels, stream_base_clusters(ds, "e", config, batch_size=100_000))
 
 
 def test_base_cluster_count_is_capped_so_llm_calls_grow_with_clusters_not_rows():
@@ -44,11 +44,33 @@ def test_base_cluster_count_is_capped_so_llm_calls_grow_with_clusters_not_rows()
     assert [base_cluster_count(n, config) for n in (1, 5, 1000, 1_000_000)] == [1, 1, 100, 2000]
 
 
-def test_streamed_clusters_name_missing_embeddings(tmp_path):
+def test_streamed_clusters_skip_missing_embeddings(tmp_path):
     features = datasets.Features({"e": datasets.List(datasets.Value("float32"), length=2)})
-    datasets.Dataset.from_dict({"e": [[1.0, 0.0], None, [0.0, 1.0]]}, features=features).save_to_disk(tmp_path / "d")
-    with pytest.raises(ValueError, match="1 rows have no embedding"):
-        stream_base_clusters(datasets.load_from_disk(tmp_path / "d"), "e", ClusterConfig(rows_per_base_cluster=1))
+    datasets.Dataset.from_dict({"e": [[1.0, 0.0], None, [0.0, 1.0], [0.9, 0.1]]}, features=features).save_to_disk(tmp_path / "d")
+    labels = stream_base_clusters(datasets.load_from_disk(tmp_path / "d"), "e", ClusterConfig(rows_per_base_cluster=2), batch_size=3)
+    assert labels.tolist() == [0, -1, 1, 0]
+
+
+def test_the_streamed_and_exact_paths_agree_and_annotate_records_which_ran(tmp_path):
+    """A 20k-row seeded mixture: the sampled, streamed k-means finds the same clusters as k-means on every row."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from clio_hf.cluster import cluster_facets
+    from clio_hf.facets import REQUEST
+
+    vectors, _ = _blobs(20_000, 50, dim=64, seed=1)
+    vectors[7] = np.nan  # replaced by a null below
+    features = datasets.Features({"request_embedding": datasets.List(datasets.Value("float32"), length=64),
+                                  "duplicate_of": datasets.Value("int64")})
+    rows = [None if i == 7 else v for i, v in enumerate(vectors.tolist())]
+    datasets.Dataset.from_dict({"request_embedding": rows, "duplicate_of": [-1] * len(rows)}, features=features).save_to_disk(tmp_path / "d")
+    ds = datasets.load_from_disk(tmp_path / "d")
+    config = ClusterConfig(rows_per_base_cluster=400)
+    exact = np.array(cluster_facets(ds, facets=[REQUEST], config=config)["request_cluster"])
+    streamed = np.array(cluster_facets(ds, facets=[REQUEST], config=ClusterConfig(rows_per_base_cluster=400, exact_max_rows=1000))["request_cluster"])
+    assert exact[7] == streamed[7] == -1 and exact.max() == streamed.max() == 49
+    assert adjusted_rand_score(exact, streamed) >= 0.9
+
 
 
 def _brute_force(vectors, labels, centroids, count):
