@@ -20,6 +20,7 @@ from datasets.fingerprint import Hasher
 
 from . import __version__
 from . import columns as C
+from .checkpoint import JournaledLLM, without_journal
 from .cluster import cluster_facets, clustering_path, present_mask
 from .config import ClioConfig
 from .conversations import source_columns, to_conversations
@@ -162,10 +163,14 @@ def annotate(
         tree_config = [config.conversation, config.facets, config.embed, config.cluster, config.hierarchy]
         tree_key = Hasher.hash([conversations._fingerprint, [f.to_dict() for f in facets], llm.model_id if llm else None,
                                 embedder.model_id if embedder else None, PROMPT_VERSION, tree_config, column_prefix])
+        # Finished naming calls are journaled as they return, so a run killed while naming resumes where it stopped.
+        journal = workdir / f"naming-{tree_key}.jsonl"
         hierarchy = _materialise(
             workdir / f"hierarchy-{tree_key}",
-            lambda: build_hierarchy(data, llm, embedder, facets=facets, config=config.hierarchy, column_prefix=column_prefix),
+            lambda: build_hierarchy(data, JournaledLLM(llm, journal) if llm else llm, embedder, facets=facets,
+                                    config=config.hierarchy, column_prefix=column_prefix),
         )
+        without_journal(journal)
         if group_column is not None:
             hierarchy = count_groups(hierarchy, data, group_column=group_column, column_prefix=column_prefix)
 

@@ -1,4 +1,11 @@
 import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import datasets
 import pytest
@@ -167,3 +174,68 @@ def test_naming_shows_progress_unless_datasets_bars_are_off(capsys):
     finally:
         datasets.enable_progress_bars()
     assert "Naming" not in capsys.readouterr().err
+
+
+NAMING_SCRIPT = r"""
+import json, sys, time
+sys.path.insert(0, sys.argv[3])
+import datasets, clio_hf
+from fakes import ScriptedLLM, HashEmbedder
+
+class Naming(ScriptedLLM):
+    # Facet values echo the row's topic at once; every naming call is slow and logged once it has returned.
+    def generate(self, prompts, **kwargs):
+        if "User: " in prompts[0][1]["content"]:
+            return [" ask about " + p[1]["content"].split("User: ", 1)[1].split()[0] + "</answer>" for p in prompts]
+        time.sleep(0.2)
+        out = super().generate(prompts, **kwargs)
+        with open(sys.argv[2], "a") as f:
+            f.write(json.dumps([p[-2]["content"][:40] for p in prompts]) + "\n")
+        return out
+
+def reply(prompt):
+    if "broader categories" in prompt[-2]["content"]:
+        return "1. Cooking topics\n2. Travel topics\n3. Code topics</answer>"
+    return "Topic " + str(len(prompt[1]["content"]) % 97) + "</name>\n<summary>Users asked about it.</summary>"
+
+rows = [{"messages": [{"role": "user", "content": f"topic{i % 30} question number {i}"}, {"role": "assistant", "content": "ok"}]} for i in range(60)]
+config = clio_hf.ClioConfig(cluster=clio_hf.ClusterConfig(rows_per_base_cluster=2),
+                            hierarchy=clio_hf.HierarchyConfig(name_samples=2, assign_samples=1),
+                            privacy=clio_hf.PrivacyConfig(audit=False))
+result = clio_hf.annotate(datasets.Dataset.from_list(rows), facets=[clio_hf.facets.REQUEST], llm=Naming(reply=reply),
+                          embedder=HashEmbedder(), config=config, cache_dir=sys.argv[1])
+json.dump(result.hierarchy.to_dict(), open(sys.argv[1] + "/tree.json", "w"))
+"""
+
+
+def _naming_run(cache: Path, log: Path, kill_after_calls: int | None = None):
+    cmd = [sys.executable, "-c", NAMING_SCRIPT, str(cache), str(log), str(Path(__file__).parent)]
+    if kill_after_calls is None:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+        return json.loads((cache / "tree.json").read_text())
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < kill_after_calls):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def _calls(log: Path) -> list:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_a_run_killed_while_naming_resumes_without_asking_finished_names_again(tmp_path):
+    fresh = _naming_run(tmp_path / "fresh", tmp_path / "fresh.log")
+    everything = _calls(tmp_path / "fresh.log")
+    assert len(everything) >= 5  # base names (greedy, then sampled), proposals, parent names (greedy, sampled)
+    _naming_run(tmp_path / "cache", tmp_path / "first.log", kill_after_calls=2)
+    first = _calls(tmp_path / "first.log")
+    assert 2 <= len(first) < len(everything), "killed while naming"
+    resumed = _naming_run(tmp_path / "cache", tmp_path / "second.log")
+    second = _calls(tmp_path / "second.log")
+    # every call that returned before the kill is read back (one may have returned and died before its journal line)
+    assert len(everything) - len(first) <= len(second) <= len(everything) - len(first) + 1
+    assert second == everything[len(everything) - len(second):]  # the rest, in order
+    assert resumed == fresh
+    assert not list((tmp_path / "cache").rglob("naming-*.jsonl"))  # the journal goes once the tree is saved
