@@ -1,19 +1,18 @@
-"""Benchmark clustering and the hierarchy at a million rows in bounded memory; prints a table.
+"""Benchmark `clio_hf.annotate` itself at a million rows; prints a table.
 
     python scripts/bench_scale.py --rows 1000000
 
-The rows are synthetic but clustered, and the script says so: 384-d vectors drawn from a seeded two-level Gaussian
-mixture on the unit sphere (topics, then sub-topics, Zipf-weighted), standing in for precomputed MiniLM embeddings
-of the `request` facet. Each sub-topic is labelled with the opening words of a real ShareGPT request, so naming
-prompts read like real ones; every row's value is distinct. Vectors and values are written once to an Arrow file and
-read back memory-mapped, in batches.
+What runs is what a user runs: `clio_hf.annotate` with the default config (projection, privacy gates and all) on rows
+whose Request facet is given as a column with precomputed vectors (`from_column(..., embedding_column=...)`), so
+neither the LLM nor the embedder has to process a million rows here. The rows are synthetic but real-looking, and
+the script says so: the request openings of the first ShareGPT records (`--components` of them) are embedded with the
+real MiniLM, and each row is a seeded draw around one of them (Zipf-weighted components, noise of `--spread` on the
+unit sphere); its value is that opening plus a case number, so every row is distinct.
 
-Stages: `cluster` (k-means on a sample, then a streamed assignment pass, `clio_hf.cluster.stream_base_clusters`),
-`hierarchy` (`build_hierarchy` with the real MiniLM embedder and an instant stand-in LLM that answers in the expected
-format and counts every prompt, so the time is clio_hf's own work), then `naming sample`: a sample of the very
-prompts the hierarchy sent, replayed through the packaged SmolLM2-135M, giving seconds per prompt of each kind and
-the projected LLM time of naming everything. Peak RSS is this process's high-water mark (memory-mapped pages that
-were read count too).
+The LLM is an instant stand-in that answers in the expected format and counts every prompt, labelled as such: its time
+is clio_hf's own work. Afterwards a sample of the very prompts it got is replayed through the packaged SmolLM2-135M,
+giving seconds per prompt of each kind and the projected LLM time of naming everything. Peak RSS per stage comes from
+sampling this process's resident memory every 0.2 s.
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ from __future__ import annotations
 import argparse
 import collections
 import logging
-import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,10 +31,8 @@ import pyarrow as pa
 
 import clio_hf
 from clio_hf import prompts
-from clio_hf.cluster import base_cluster_count, stream_base_clusters
 from clio_hf.embed import load_embedder
-from clio_hf.facets import REQUEST
-from clio_hf.hierarchy import build_hierarchy
+from clio_hf.facets import REQUEST, from_column
 from clio_hf.llm import load_llm
 from clio_hf.sources import load_source
 
@@ -43,47 +40,49 @@ from clio_hf.sources import load_source
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--dim", type=int, default=384)
-    parser.add_argument("--topics", type=int, default=40)
-    parser.add_argument("--subtopics", type=int, default=100, help="per topic")
-    parser.add_argument("--max-base-clusters", type=int, default=2000)
-    parser.add_argument("--points-per-centroid", type=int, default=40, help="k-means training sample per centroid")
+    parser.add_argument("--components", type=int, default=4000, help="mixture components: real ShareGPT openings")
+    parser.add_argument("--spread", type=float, default=0.7, help="noise around each component (unit-sphere scale)")
     parser.add_argument("--name-sample", type=int, default=6, help="prompts of each kind replayed through the real LLM")
-    parser.add_argument("--workdir", help="where the Arrow file goes (default: a temporary folder)")
+    parser.add_argument("--workdir", help="where the rows and the run cache go (default: a temporary folder)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="clio-scale-"))
-    table: list[tuple[str, float, float, str]] = []
-
-    def stage(name: str, start: float, note: str = "") -> None:
-        table.append((name, time.perf_counter() - start, _peak_rss_gb(), note))
-        print(f"  {name}: {table[-1][1]:.1f} s, peak RSS {table[-1][2]:.2f} GB {note}", flush=True)
 
     start = time.perf_counter()
-    path = _write_rows(workdir / "rows.arrow", args)
-    stage("generate (not part of the pipeline)", start, f"{path.stat().st_size / 1e9:.2f} GB Arrow file")
+    path = _write_rows(workdir / f"rows-{args.rows}.arrow", args)
+    print(f"generate (not part of the run): {time.perf_counter() - start:.1f} s, {path.stat().st_size / 1e9:.2f} GB Arrow file", flush=True)
 
-    ds = datasets.Dataset.from_file(str(path))  # memory-mapped
-    config = clio_hf.ClusterConfig(max_base_clusters=args.max_base_clusters, points_per_centroid=args.points_per_centroid)
-    start = time.perf_counter()
-    labels = stream_base_clusters(ds, "request_embedding", config)
-    k = base_cluster_count(len(ds), config)
-    stage("cluster", start, f"k={k}, trained on {min(len(ds), k * args.points_per_centroid):,} rows, "
-                            f"cluster sizes {np.bincount(labels).min()}..{np.bincount(labels).max()}")
+    ds = datasets.Dataset.from_file(str(path))  # memory-mapped, as a loaded dataset is
+    llm, memory = _InstantLLM(), _RssSampler()
+    facet = from_column(REQUEST, "request_given", embedding_column="request_vector")
+    begin = time.perf_counter()
+    result = clio_hf.annotate(ds, facets=[facet], llm=llm, embedder="minilm-l6", text_column="text",
+                              cache_dir=workdir / "runs")
+    total = time.perf_counter() - begin
+    memory.stop()
 
-    ds = datasets.concatenate_datasets([ds, datasets.Dataset.from_dict({"request_cluster": labels})], axis=1)
-    llm, embedder = _InstantLLM(), load_embedder("minilm-l6")
-    start = time.perf_counter()
-    tree = build_hierarchy(ds, llm, embedder, facets=[REQUEST], config=clio_hf.HierarchyConfig())
-    levels = collections.Counter(tree["level"])
-    stage("hierarchy (stand-in LLM)", start, f"{len(tree)} nodes, per level {dict(sorted(levels.items()))}, "
-                                             f"{sum(llm.count.values()):,} prompts")
+    info = result.info
+    print(f"\nclio_hf.annotate on {args.rows:,} rows (synthetic, see --help), Request given as a column with vectors; "
+          f"LLM: an instant stand-in; clustering path: {info['clustering']}")
+    print(f"{'stage':<18} {'wall s':>8} {'peak RSS GB':>12} {'LLM prompts':>12}")
+    clock = memory.start
+    for stage, seconds in info["timings"].items():
+        peak = memory.peak(clock, clock + seconds)
+        prompts_sent = sum(llm.count_by_stage.get(stage, {}).values())
+        print(f"{stage:<18} {seconds:>8.1f} {peak:>12.2f} {prompts_sent:>12,}")
+        clock += seconds
+    print(f"{'total':<18} {total:>8.1f} {memory.peak(memory.start, time.time()):>12.2f} {sum(llm.count.values()):>12,}")
+    levels = collections.Counter(result.hierarchy["level"])
+    print(f"tree: {len(result.hierarchy)} nodes, per level {dict(sorted(levels.items()))}; naming prompts per kind "
+          f"{dict(llm.count)}")
+    _project_naming_time(llm, args.name_sample)
 
-    start = time.perf_counter()
+
+def _project_naming_time(llm, sample_size: int) -> None:
     real = load_llm("smollm2-135m")
     projected, lines = 0.0, []
     for kind, sent in sorted(llm.sent.items()):
-        sample = sent[: args.name_sample]
+        sample = sent[:sample_size]
         begin = time.perf_counter()
         if kind == "choose":
             for chat, options in sample:
@@ -93,18 +92,10 @@ def main() -> None:
         per_prompt = (time.perf_counter() - begin) / len(sample)
         projected += per_prompt * llm.count[kind]
         lines.append(f"    {kind:<9} {llm.count[kind]:>7,} prompts x {per_prompt:5.2f} s = {per_prompt * llm.count[kind] / 3600:6.2f} h")
-    names = real.generate([chat for chat, _ in llm.sent["name"][:3]], **llm.sent["name"][0][1])
-    stage("naming sample (SmolLM2-135M)", start, f"{args.name_sample} prompts of each kind")
-
-    print(f"\nrows {args.rows:,} x {args.dim}, {args.topics * args.subtopics} mixture components, workdir {workdir}")
-    print(f"{'stage':<38} {'wall s':>8} {'peak RSS GB':>12}  note")
-    for name, seconds, rss, note in table:
-        print(f"{name:<38} {seconds:>8.1f} {rss:>12.2f}  {note}")
-    pipeline = sum(s for n, s, _, _ in table if not n.startswith("generate"))
-    print(f"{'total (without generate)':<38} {pipeline:>8.1f}")
-    print("\nProjected LLM time to name everything with SmolLM2-135M on this machine (prompts x measured s/prompt):")
+    print("\nProjected LLM time of the same prompts with SmolLM2-135M on this machine (prompts x measured s/prompt):")
     print("\n".join(lines))
-    print(f"    total    {projected / 3600:.2f} h; calls grow with clusters ({k}), not rows ({args.rows:,})")
+    print(f"    total    {projected / 3600:.2f} h")
+    names = real.generate([chat for chat, _ in llm.sent["name"][:3]], **llm.sent["name"][0][1])
     print("Sample names from the real model:", [prompts.parse_name_and_summary(n) for n in names])
 
 
@@ -115,20 +106,21 @@ def _write_rows(path: Path, args) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     rng = np.random.default_rng(0)
-    topics = _unit(rng.standard_normal((args.topics, args.dim)))
-    centres = _unit(np.repeat(topics, args.subtopics, axis=0) + 0.9 * _unit(rng.standard_normal((args.topics * args.subtopics, args.dim))))
+    openings = _request_openings(args.components)
+    centres = _unit(load_embedder("minilm-l6").encode(openings).astype(np.float64))
+    dim = centres.shape[1]
     weights = 1.0 / np.arange(1, len(centres) + 1) ** 0.6
     weights = rng.permutation(weights / weights.sum())
-    labels = _request_openings(len(centres))
-    schema = pa.schema([("request", pa.string()), ("request_embedding", pa.list_(pa.float32(), args.dim))])
+    schema = pa.schema([("text", pa.string()), ("request_given", pa.string()), ("request_vector", pa.list_(pa.float32(), dim))])
     with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for start in range(0, args.rows, 50_000):
             n = min(50_000, args.rows - start)
             component = rng.choice(len(centres), size=n, p=weights)
-            vectors = _unit(centres[component] + 0.7 * _unit(rng.standard_normal((n, args.dim)))).astype(np.float32)
-            values = [f"{REQUEST.prefill} {labels[c]} (case {start + i})" for i, c in enumerate(component)]
-            embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), args.dim)
-            writer.write_batch(pa.record_batch([pa.array(values), embedding], schema=schema))
+            vectors = _unit(centres[component] + args.spread * _unit(rng.standard_normal((n, dim)))).astype(np.float32)
+            values = [f"{openings[c]} (case {start + i})" for i, c in enumerate(component)]
+            texts = [f"Please help me {value}" for value in values]
+            embedding = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim)
+            writer.write_batch(pa.record_batch([pa.array(texts), pa.array(values), embedding], schema=schema))
     return partial.rename(path)
 
 
@@ -147,39 +139,71 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def _peak_rss_gb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB on Linux
+class _RssSampler:
+    """This process's resident memory every `interval` seconds, in a background thread."""
+
+    def __init__(self, interval: float = 0.2):
+        self.start, self.samples, self.running = time.time(), [], True
+        self.thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self.thread.start()
+
+    def _run(self, interval: float) -> None:
+        while self.running:
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.samples.append((time.time(), int(line.split()[1]) / 1e6))  # kB -> GB
+            time.sleep(interval)
+
+    def stop(self) -> None:
+        self.running = False
+        self.thread.join()
+
+    def peak(self, begin: float, end: float) -> float:
+        return max((gb for t, gb in self.samples if begin <= t <= end + 0.2), default=float("nan"))
 
 
 class _InstantLLM:
-    """Answers every hierarchy prompt at once in the expected format and keeps the prompts, for the cost projection.
+    """Answers every prompt at once in the expected format and keeps a sample of the prompts, for the cost projection.
 
-    Names echo the first answer or group shown, so the tree is built over real-looking names; choices pick option 1.
+    Names echo the first answer or group shown, so the tree is built over real-looking names; choices pick option 1
+    (so the privacy audit rates every node 1 and withholds it: the gate's work is measured, not its verdict).
     """
 
     model_id = "instant-stand-in"
 
     def __init__(self):
         self.count: collections.Counter = collections.Counter()
+        self.count_by_stage: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
         self.sent: dict[str, list] = collections.defaultdict(list)
+
+    def _counted(self, kind: str, n: int) -> None:
+        self.count[kind] += n
+        stage = "privacy" if kind == "audit" else "build_hierarchy"
+        self.count_by_stage[stage][kind] += n
 
     def generate(self, chats, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
         out = []
         for chat in chats:
-            kind = "name" if chat[-1]["content"] == "<name>" else "propose"
-            self.count[kind] += 1
+            if chat[-1]["content"] != "<name>":
+                kind = "propose"
+            else:  # a base cluster's name, from member answers, or a parent's, from its children's names
+                kind = "name" if chat[1]["content"].startswith("These are answers") else "rename"
+            self._counted(kind, 1)
             if len(self.sent[kind]) < 64 and temperature == 0.0:
                 self.sent[kind].append((chat, {"max_new_tokens": max_new_tokens, "stop": list(stop)}))
             shown = [line[2:] for line in chat[1]["content"].splitlines() if line.startswith("- ")]
             first = " ".join((shown[0] if shown else "requests").split(":")[0].split()[:8])
-            if kind == "name":
+            if kind in ("name", "rename"):
                 out.append(f"{first}</name>\n<summary>Requests like: {first}.")
             else:
                 out.append(" " + "\n".join(f"{i}. {' '.join(s.split(':')[0].split()[:6])}" for i, s in enumerate(shown[:4], 1)) + "</answer>")
         return out
 
     def choose(self, chats, options):
-        self.count["choose"] += len(chats)
+        if chats and chats[-1][-1]["content"] == "Rating: ":  # the privacy audit
+            self._counted("audit", len(chats))
+            return [0] * len(chats)
+        self._counted("choose", len(chats))
         if len(self.sent["choose"]) < 64:
             self.sent["choose"] += [(chat, list(options)) for chat in chats[:8]]
         return [0] * len(chats)
