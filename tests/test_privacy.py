@@ -270,13 +270,21 @@ print(gated_result().push_to_hub(sys.argv[1], aggregates_only=sys.argv[2] == "ag
 
 
 def _decoded_files(files: dict[str, bytes], tmp_path) -> str:
-    """Every pushed file as text: parquet decoded with pyarrow (every column of every row), the rest as UTF-8."""
+    """Every pushed file as text: parquet decoded with pyarrow (every cell of every row, strings as they are, so a
+    published value can be matched and stripped whole), the rest as UTF-8."""
+    def cells(value):
+        if isinstance(value, dict):
+            return [c for v in value.values() for c in cells(v)]
+        if isinstance(value, list):
+            return [c for v in value for c in cells(v)]
+        return [value if isinstance(value, str) else json.dumps(value, default=str)]
+
     texts = []
     for name, blob in files.items():
         if name.endswith(".parquet"):
             path = tmp_path / name.replace("/", "_")
             path.write_bytes(blob)
-            texts.append(json.dumps(pq.read_table(path).to_pylist(), default=str))
+            texts.append("\n".join(cells(pq.read_table(path).to_pylist())))
         else:
             texts.append(blob.decode("utf-8"))
     return "\n".join(texts)
