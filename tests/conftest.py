@@ -25,6 +25,20 @@ E2E_DUPLICATES = [3, 7, 3]  # rows appended again at the end, so dedup is exerci
 PACKAGE = Path(__file__).parent.parent / "clio_hf"
 
 
+def kill_when_logged(cmd: list[str], log: Path, lines: int, *, timeout: float = 240) -> None:
+    """Start `cmd`, wait until it has written `lines` lines to `log`, then SIGKILL it (the resume tests' kill -9)."""
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < lines):
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def _code_hash() -> str:
     digest = hashlib.sha256()
     for path in sorted(PACKAGE.rglob("*.py")):

@@ -1,9 +1,6 @@
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -12,6 +9,7 @@ import pytest
 from clio_hf.config import FacetConfig
 from clio_hf.extract import extract_facets
 from clio_hf.facets import CONCERNING, LANGUAGE, REQUEST, TASK
+from conftest import kill_when_logged
 from fakes import ScriptedLLM, conversation
 
 TESTS = Path(__file__).parent
@@ -135,12 +133,7 @@ def _run_resume_script(cache: Path, log: Path, wait_for_prompts: int | None = No
     if wait_for_prompts is None:
         subprocess.run(cmd, check=True, capture_output=True, timeout=300)
         return json.loads((cache / "out.json").read_text())
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < wait_for_prompts):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_logged(cmd, log, wait_for_prompts)
     return None
 
 

@@ -1,10 +1,7 @@
 import itertools
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import datasets
@@ -15,6 +12,7 @@ from clio_hf.config import ClusterConfig, HierarchyConfig
 from clio_hf.embed import embed_facets
 from clio_hf.facets import CONCERNING, REQUEST
 from clio_hf.hierarchy import build_hierarchy, level_targets
+from conftest import kill_when_logged
 from fakes import HashEmbedder, ScriptedLLM
 
 TOPICS = ["python code bug", "cooking pasta recipe", "travel plan japan", "poem about love", "tax form help",
@@ -213,12 +211,7 @@ def _naming_run(cache: Path, log: Path, kill_after_calls: int | None = None):
     if kill_after_calls is None:
         subprocess.run(cmd, check=True, capture_output=True, timeout=300)
         return json.loads((cache / "tree.json").read_text())
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < kill_after_calls):
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_when_logged(cmd, log, kill_after_calls)
 
 
 def _calls(log: Path) -> list:
