@@ -154,9 +154,12 @@ class ProjectionConfig:
     """UMAP's numba kernels compile for ~15 s in every process; below this many distinct vectors t-SNE (no compile,
     ~1 s at 300 vectors, ~8 s at 2,000) draws the same kind of map sooner."""
     fit_rows: int = 20_000
-    """UMAP is fitted on a seeded sample of this many distinct vectors; the rest are placed with `transform`."""
+    """UMAP is fitted on a seeded sample of this many distinct vectors; the rest are placed beside their nearest fitted
+    vectors (`projection.place_by_neighbours`)."""
     n_neighbors: int = 15
     min_dist: float = 0.1
+    place_neighbors: int = 3
+    """How many nearest fitted vectors place a vector outside the fit sample."""
     transform_batch_size: int = 50_000
     seed: int = 0
 

@@ -3,7 +3,7 @@
 A quality lens (`clio_hf.lenses`) adds a second column, its score's one-sentence rationale, asked right after the
 scores of each batch so that the conversation's cached keys and values are reused.
 
-Each facet runs over K contiguous shards, each its own cached `Dataset.map` whose fingerprint comes from the input
+Each LLM facet runs over K contiguous shards, each its own cached `Dataset.map` whose fingerprint comes from the input
 fingerprint, the shard, the facet, the model, the prompt version and the stage config. A killed run therefore keeps
 every finished shard, and a changed facet recomputes that facet alone.
 """
@@ -64,13 +64,16 @@ def extract_facets(
     for facet in facets:
         if facet.method == "llm" and llm is None:
             raise ValueError(f"extract_facets: facet {facet.name!r} needs an LLM; pass llm=.")
-    pieces: dict[str, list[datasets.Dataset]] = {f.column: [] for f in facets}
-    for plan in plan_shards(ds, llm, facets=facets, config=config, column_prefix=column_prefix):
+    asked = [f for f in facets if f.method == "llm"]
+    pieces: dict[str, list[datasets.Dataset]] = {f.column: [] for f in asked}
+    for plan in plan_shards(ds, llm, facets=asked, config=config, column_prefix=column_prefix) if asked else []:
         shard = plan.select(ds)
         batch = _FacetBatch(llm, plan.pending, config, column_prefix)
-        for facet, column in zip(facets, write_shard(shard, plan, facets, batch.task, config=config, column_prefix=column_prefix)):
+        for facet, column in zip(asked, write_shard(shard, plan, asked, batch.task, config=config, column_prefix=column_prefix)):
             pieces[facet.column].append(column)
-    columns = [datasets.concatenate_datasets(pieces[f.column]) for f in facets]
+    by_facet = {f.column: datasets.concatenate_datasets(pieces[f.column]) for f in asked}
+    by_facet.update({f.column: _without_llm(ds, f, config, column_prefix) for f in facets if f.method != "llm"})
+    columns = [by_facet[f.column] for f in facets]
     for facet, column in zip(facets, columns):
         failures = sum(v is None for v in column[C.facet_column(facet, column_prefix)])
         if failures:
@@ -78,6 +81,30 @@ def extract_facets(
     # A facet read from a column of its own name replaces that column with the checked values.
     replaced = [c for c in (C.facet_column(f, column_prefix) for f in facets if f.method == "column") if c in ds.column_names]
     return datasets.concatenate_datasets([ds.remove_columns(replaced) if replaced else ds, *columns], axis=1)
+
+
+def _without_llm(ds: datasets.Dataset, facet: Facet, config: FacetConfig, column_prefix: str) -> datasets.Dataset:
+    """A facet no LLM is asked for (a given column, language detection): one cached pass over every row, no shards.
+
+    Cheap per row, so resuming gains nothing from shards, while a million rows in shards of 64 would spend minutes on
+    per-shard overhead alone.
+    """
+    outputs = facet_outputs(facet, column_prefix)
+
+    def values(batch: dict, indices: list[int]) -> dict:
+        answers = facet_batch_values(None, [facet], batch, indices, 0, config=config, column_prefix=column_prefix)
+        return {column: answers[key] for column, (key, _) in outputs.items()}
+
+    return ds.map(
+        values,
+        batched=True,
+        batch_size=1_000,
+        with_indices=True,
+        remove_columns=ds.column_names,
+        features=datasets.Features({column: feature for column, (_, feature) in outputs.items()}),
+        new_fingerprint=Hasher.hash([ds._fingerprint, "extract_facets", facet.to_dict(), column_prefix]),
+        desc=f"{facet.name}",
+    )
 
 
 @dataclass(frozen=True)

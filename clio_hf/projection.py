@@ -2,8 +2,8 @@
 
 UMAP with the cosine metric, seeded, on the facet embeddings. Identical vectors (duplicates, repeated answers) are
 placed once and share their point, so repeated text neither distorts the neighbour graph nor costs time. For scale,
-UMAP is fitted on a seeded sample of `fit_rows` distinct vectors and the rest are placed with `transform` in batches,
-so memory and fit time stay bounded however many rows there are. Below `min_umap_rows` distinct vectors, where UMAP's
+UMAP is fitted on a seeded sample of `fit_rows` distinct vectors and every other vector is placed at the weighted mean
+of its nearest fitted vectors' points (faiss), so memory and fit time stay bounded however many rows there are. Below `min_umap_rows` distinct vectors, where UMAP's
 kernel compile would cost more than the map, a seeded t-SNE (cosine) draws it; below `min_neighbour_rows`, where a
 neighbour graph has too few points to mean anything, an exact PCA stands in (deterministic: eigenvectors of the
 covariance with a fixed sign).
@@ -115,11 +115,31 @@ def _umap(vectors: np.ndarray, config: ProjectionConfig) -> np.ndarray:
         warnings.filterwarnings("ignore", category=UserWarning, module="umap")  # "n_jobs overridden by random_state"
         points = np.zeros((len(vectors), 2), dtype=np.float64)
         points[fit] = reducer.fit_transform(vectors[fit])
-        rest = np.setdiff1d(np.arange(len(vectors)), fit)
-        if len(rest):
-            logger.info("project: UMAP fitted on %d of %d distinct vectors; placing the rest", len(fit), len(vectors))
-        for start in tqdm(range(0, len(rest), config.transform_batch_size), desc="Topic map: placing rows",
-                          disable=len(rest) == 0):
-            batch = rest[start : start + config.transform_batch_size]
-            points[batch] = reducer.transform(vectors[batch])
+    rest = np.setdiff1d(np.arange(len(vectors)), fit)
+    if len(rest):
+        logger.info("project: UMAP fitted on %d of %d distinct vectors; placing the rest by their nearest fitted ones", len(fit), len(vectors))
+        points[rest] = place_by_neighbours(vectors[fit], points[fit], vectors[rest], config)
+    return points
+
+
+def place_by_neighbours(fitted: np.ndarray, fitted_points: np.ndarray, vectors: np.ndarray,
+                        config: ProjectionConfig = ProjectionConfig()) -> np.ndarray:
+    """Map points for `vectors` not in the UMAP fit: the similarity-weighted mean of their `place_neighbors` nearest
+    fitted vectors' points (cosine, exact faiss search).
+
+    Measured against `UMAP.transform` on 20,000-40,000 placed rows (docs/scale.md): 2.5x faster, and more faithful (a
+    placed point's 10 nearest fitted points on the map hold 0.51 of its 10 nearest in the embedding space; 0.44-0.45
+    for transform). Weights are similarity**16: neighbours at similar distance share the pull, a clearly nearest one
+    dominates, so a row between two map regions is not dropped into the empty space between them.
+    """
+    import faiss
+
+    index = faiss.IndexFlatIP(fitted.shape[1])
+    index.add(np.ascontiguousarray(fitted, dtype=np.float32))
+    points = np.zeros((len(vectors), 2), dtype=np.float64)
+    for start in tqdm(range(0, len(vectors), config.transform_batch_size), desc="Topic map: placing rows"):
+        batch = np.ascontiguousarray(vectors[start : start + config.transform_batch_size], dtype=np.float32)
+        similarities, neighbours = index.search(batch, min(config.place_neighbors, len(fitted)))
+        weights = np.maximum(similarities, 0.0) ** 16 + 1e-30  # + 1e-30: never divide by zero
+        points[start : start + len(batch)] = (fitted_points[neighbours] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
     return points

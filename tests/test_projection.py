@@ -1,5 +1,5 @@
 """The topic map (`clio_hf.projection`): shapes, determinism, duplicates, nulls, PCA for tiny data, t-SNE below the UMAP
-threshold, and a real UMAP fit on a sample with the rest placed by `transform`."""
+threshold, and a real UMAP fit on a sample with the rest placed beside their nearest fitted vectors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from clio_hf.config import ProjectionConfig
 from clio_hf.facets import LANGUAGE, REQUEST
-from clio_hf.projection import project, project_facets
+from clio_hf.projection import place_by_neighbours, project, project_facets
 
 
 def _unit(rows: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -65,15 +65,28 @@ def _groups_stay_apart(points: np.ndarray) -> bool:
     return min(np.linalg.norm(means[a] - means[b]) for a in range(3) for b in range(a + 1, 3)) > 2 * spread
 
 
-def test_umap_fits_a_sample_and_transforms_the_rest_deterministically():
+def test_umap_fits_a_sample_and_places_the_rest_deterministically():
     vectors = _three_groups()  # well separated groups of directions: the map must keep them apart
     config = ProjectionConfig(fit_rows=60, min_umap_rows=48, n_neighbors=10, transform_batch_size=16)
     points = project(vectors, config)
     assert points.shape == (90, 2) and np.isfinite(points).all()
     assert np.array_equal(project(vectors, config), points)  # seeded: the same map again
-    assert _groups_stay_apart(points)  # transformed rows land with their group, not at random
+    assert _groups_stay_apart(points)  # placed rows land with their group, not at random
     with pytest.raises(ValueError, match="n_neighbors"):
         project(vectors[:8], ProjectionConfig(method="umap"))
+
+
+def test_a_vector_outside_the_fit_lands_beside_its_nearest_fitted_vectors():
+    fitted = _unit(40, seed=3)
+    fitted_points = np.random.default_rng(0).normal(size=(40, 2)) * 10
+    config = ProjectionConfig(place_neighbors=3, transform_batch_size=7)
+    near = fitted[:20] + 0.05 * _unit(20, seed=4)
+    placed = place_by_neighbours(fitted, fitted_points, near / np.linalg.norm(near, axis=1, keepdims=True), config)
+    distances = np.linalg.norm(placed[:, None] - fitted_points[None], axis=2)
+    assert (distances.argmin(axis=1) == np.arange(20)).mean() >= 0.9  # beside the fitted vector it came from
+    assert np.median(distances.min(axis=1)) < 0.2 * np.median(distances)
+    opposite = place_by_neighbours(fitted, fitted_points, -fitted[:1], config)  # no similar neighbour: still a finite point
+    assert np.isfinite(opposite).all()
 
 
 def test_between_the_thresholds_a_seeded_tsne_draws_the_map(monkeypatch):
