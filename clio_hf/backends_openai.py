@@ -4,13 +4,15 @@ Tested against `vllm serve`; llama.cpp's server and hosted APIs speak the same p
 the shared ones (`prompts.py`); only the transport lives here.
 
 - Concurrency: at most `max_concurrency` requests in flight (an asyncio semaphore).
-- Retries: 429, 5xx, timeouts and refused connections are retried with exponential backoff and jitter (honouring
-  `Retry-After`), up to `max_retries` times per request; other errors (400, 401, 404) fail at once. Each prompt owns one
-  result slot, filled once, so a retried request can neither lose nor duplicate an answer.
+- Retries are the `openai` client's own: 408, 409, 429, 5xx, timeouts and refused connections, up to `max_retries`
+  times per request, with exponential backoff and jitter (0.5 s doubling to 8 s) or the server's `Retry-After`; other
+  errors (400, 401, 404) fail at once. Each prompt owns one result slot, filled once, so a retried request can neither
+  lose nor duplicate an answer.
 - The key comes from `OPENAI_API_KEY` (or `api_key=`) and is never logged.
-- Prefill: `prefill="continue"` (default) asks the server to continue the final assistant message
-  (`continue_final_message`, a vLLM and llama.cpp extension); `prefill="instruct"` is for hosted APIs without it: the
-  prefill is dropped from the messages, the model is asked to begin with it, and an echoed prefill is cut off.
+- Prefill: `prefill="continue"` asks the server to continue the final assistant message (`continue_final_message`,
+  a vLLM and llama.cpp extension); `prefill="instruct"` is for hosted APIs without it: the prefill is dropped from the
+  messages, the model is asked to begin with it, and an echoed prefill is cut off. `prefill="auto"` (default) asks the
+  server's model list once who serves the model (`owned_by`): `vllm` or `llamacpp` continue, anything else instructs.
 - `choose`: one generated token with `logprobs`/`top_logprobs=20`; the option with the highest log-probability wins.
   When no option appears among the top tokens, the generated text is matched against the options instead, and if
   that fails too, the pick is None (a null value, counted as a parse failure; also in `usage["choose_fallbacks"]`),
@@ -24,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import threading
 from collections.abc import Sequence
 
@@ -50,20 +51,22 @@ class OpenAILLM:
     """`clio_hf.LLM` over HTTP to an OpenAI-compatible server."""
 
     def __init__(self, model: str, base_url: str, *, api_key: str | None = None, max_concurrency: int = 16,
-                 max_retries: int = 8, backoff_s: float = 0.5, max_backoff_s: float = 20.0, timeout_s: float = 600.0,
-                 prefill: str = "continue", tokenizer: str | None = None, chat_template_kwargs: dict | None = None,
-                 progress: bool = True):
+                 max_retries: int = 8, backoff_s: float | None = None, max_backoff_s: float | None = None,
+                 timeout_s: float = 600.0, prefill: str = "auto", tokenizer: str | None = None,
+                 chat_template_kwargs: dict | None = None, progress: bool = True):
+        """`backoff_s` and `max_backoff_s` are accepted for older callers and ignored: the client's backoff applies."""
         try:
             import openai  # noqa: F401
         except ImportError as error:
             raise ModuleNotFoundError(f"The openai: backend needs the openai package: {OPENAI_INSTALL}") from error
-        if prefill not in ("continue", "instruct"):
-            raise ValueError(f"prefill must be 'continue' or 'instruct', got {prefill!r}.")
+        if prefill not in ("auto", "continue", "instruct"):
+            raise ValueError(f"prefill must be 'auto', 'continue' or 'instruct', got {prefill!r}.")
+        if backoff_s is not None or max_backoff_s is not None:
+            logger.warning("OpenAILLM: backoff_s and max_backoff_s are ignored; the openai client's own backoff applies.")
         self.model, self.base_url = model, base_url.rstrip("/")
         self.model_id = f"openai:{model}@{self.base_url}"
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self.max_concurrency, self.max_retries, self.timeout_s = max_concurrency, max_retries, timeout_s
-        self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self.prefill, self.progress = prefill, progress
         self.chat_template_kwargs = dict(chat_template_kwargs or {})
         self.tokenizer = _local_tokenizer(tokenizer or model)
@@ -86,6 +89,7 @@ class OpenAILLM:
 
     # ------------------------------------------------------------------------------------------------ LLM protocol
     def generate(self, prompts, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
+        self._resolve_prefill()
         requests = [
             self._request(p, max_tokens=max_new_tokens, stop=list(stop) or None, temperature=temperature,
                           seed=None if seeds is None or temperature == 0 else int(seeds[i]) % (2**31))
@@ -95,10 +99,23 @@ class OpenAILLM:
         return [chat_template.cut_at_stop(self._strip_prefill(p, _text(r)), stop) for p, r in zip(prompts, replies)]
 
     def choose(self, prompts, options):
+        self._resolve_prefill()
         requests = [self._request(p, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=20) for p in prompts]
         return [self._pick(reply, options) for reply in self._send_all(requests)]
 
     # ------------------------------------------------------------------------------------------------ internals
+    def _resolve_prefill(self) -> None:
+        if self.prefill == "auto":
+            self.prefill = _run_coroutine(self._ask_prefill_mode())
+            logger.info("%r: prefill=%r", self, self.prefill)
+
+    async def _ask_prefill_mode(self) -> str:
+        import openai
+
+        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=self.max_retries,
+                                      timeout=self.timeout_s) as client:
+            return await _prefill_mode(client, self.model)
+
     def _request(self, prompt: ChatPrompt, **fields) -> dict:
         fields = {k: v for k, v in fields.items() if v is not None}
         if self.prefill == "continue":
@@ -146,45 +163,48 @@ class OpenAILLM:
 
         replies: list = [None] * len(requests)
         gate = asyncio.Semaphore(self.max_concurrency)
-        bar = tqdm(total=len(requests), desc=f"{self.model} requests", disable=not self.progress or len(requests) < 64)
-        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=0,
-                                      timeout=self.timeout_s) as client:
+        sent = [0]
 
+        async def count(_request) -> None:  # every HTTP request, the client's retries included
+            sent[0] += 1
+
+        bar = tqdm(total=len(requests), desc=f"{self.model} requests", disable=not self.progress or len(requests) < 64)
+        http = openai.DefaultAsyncHttpxClient(event_hooks={"request": [count]})
+        async with openai.AsyncOpenAI(base_url=self.base_url, api_key=self._api_key, max_retries=self.max_retries,
+                                      timeout=self.timeout_s, http_client=http) as client:
             async def one(index: int) -> None:
                 async with gate:
                     replies[index] = await self._send_one(client, requests[index], index)
                 bar.update()
 
-            await asyncio.gather(*(one(i) for i in range(len(requests))))
-        bar.close()
+            try:
+                await asyncio.gather(*(one(i) for i in range(len(requests))))
+            finally:
+                bar.close()
+                retried = sent[0] - sum(r is not None for r in replies)
+                self.usage["requests"] += sent[0]
+                if retried > 0:
+                    self.usage["retries"] += retried
+                    logger.warning("%r: %d requests were sent again (retry after 429, 5xx, a timeout or a lost "
+                                   "connection)", self, retried)
         return replies
 
     async def _send_one(self, client, request: dict, index: int):
         import openai
 
-        for attempt in range(self.max_retries + 1):
-            try:
-                self.usage["requests"] += 1
-                reply = await client.chat.completions.create(**request)
-            except (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError,
-                    openai.InternalServerError) as caught:
-                error, retry_after = caught, _retry_after(caught)  # `caught` is unbound after the except block
-            except openai.APIStatusError as caught:
-                if caught.status_code < 500 and caught.status_code not in (408, 409, 429):
-                    raise RuntimeError(f"{self!r}: prompt {index} was refused with HTTP {caught.status_code}: {caught.message}") from caught
-                error, retry_after = caught, _retry_after(caught)
-            else:
-                self.usage["answers"] += 1
-                self._count(reply)
-                return reply
-            if attempt == self.max_retries:
-                raise RuntimeError(f"{self!r}: prompt {index} failed after {self.max_retries + 1} attempts; last error: "
-                                   f"{type(error).__name__}: {error}") from error
-            delay = retry_after or min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
-            self.usage["retries"] += 1
-            logger.warning("%r: prompt %d: %s; retry %d/%d in %.1f s", self, index, type(error).__name__, attempt + 1,
-                           self.max_retries, delay)
-            await asyncio.sleep(delay)
+        try:
+            reply = await client.chat.completions.create(**request)
+        except openai.APIStatusError as error:
+            if error.status_code < 500 and error.status_code not in (408, 409, 429):
+                raise RuntimeError(f"{self!r}: prompt {index} was refused with HTTP {error.status_code}: {error.message}") from error
+            raise RuntimeError(f"{self!r}: prompt {index} failed after {self.max_retries + 1} attempts; last error: "
+                               f"HTTP {error.status_code}: {error.message}") from error
+        except (openai.APITimeoutError, openai.APIConnectionError) as error:
+            raise RuntimeError(f"{self!r}: prompt {index} failed after {self.max_retries + 1} attempts; last error: "
+                               f"{type(error).__name__}: {error}") from error
+        self.usage["answers"] += 1
+        self._count(reply)
+        return reply
 
     def _count(self, reply) -> None:
         usage = getattr(reply, "usage", None)
@@ -201,12 +221,20 @@ def _text(reply) -> str:
     return reply.choices[0].message.content or ""
 
 
-def _retry_after(error) -> float | None:
-    response = getattr(error, "response", None)
+# Servers known to accept `continue_final_message` (the `owned_by` of their model list).
+_CONTINUING_SERVERS = ("vllm", "llamacpp")
+
+
+async def _prefill_mode(client, model: str) -> str:
+    """"continue" when the server says it is vLLM or llama.cpp, else "instruct" (hosted APIs reject the extension)."""
     try:
-        return min(60.0, float(response.headers.get("retry-after"))) if response is not None else None
-    except (TypeError, ValueError):
-        return None
+        listed = await client.models.list()
+        owners = {m.id: getattr(m, "owned_by", None) for m in listed.data}
+    except Exception as error:  # a server without a model list is no vLLM or llama.cpp
+        logger.info("No model list at the server (%s); the prefill is asked for in words", type(error).__name__)
+        return "instruct"
+    owner = owners.get(model) or next(iter(owners.values()), None)
+    return "continue" if owner in _CONTINUING_SERVERS else "instruct"
 
 
 def _run_coroutine(coroutine):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import FacetConfig
 from .models import DEFAULT_LLM
 
@@ -17,6 +19,7 @@ logger = logging.getLogger("clio_hf.cli")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="clio-hf", description="Clio-style facets, clusters and hierarchies for Hugging Face datasets.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"clio-hf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     annotate = commands.add_parser("annotate", help="extract facets, cluster them and build the hierarchy")
@@ -24,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--split", default="train")
     annotate.add_argument("--revision", help="a Hub dataset's branch, tag or commit sha (default: main, resolved to its "
                                              "commit now and recorded in the run record)")
+    annotate.add_argument("--subset", help="the subset (configuration) of a dataset that has several")
+    annotate.add_argument("--data-files", action="append", metavar="GLOB",
+                          help="read only these files of a Hub dataset or local folder (a glob; repeat for several)")
     rows = annotate.add_mutually_exclusive_group()
     rows.add_argument("--limit", type=int, help="the first N rows in source order")
     rows.add_argument("--sample", type=int, help="a seeded random sample of N rows")
@@ -42,13 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--columns", help="comma-separated text columns joined into one user turn")
     annotate.add_argument("--roles", help="extra message roles and what each becomes, e.g. tool=skip,function=assistant "
                                           "(user, assistant, system or skip)")
-    annotate.add_argument("--rows-per-shard", type=int, default=FacetConfig.rows_per_shard,
+    annotate.add_argument("--rows-per-shard", type=int,
                           help="rows per cached facet shard: a killed run keeps every finished shard (default "
                                f"{FacetConfig.rows_per_shard}; smaller resumes sooner, larger has less overhead)")
     annotate.add_argument("--column-prefix", default="", help="prefix for every added column")
     annotate.add_argument("--group-column", help="count every hierarchy node's rows per value of this column "
                                                  "(an input column such as model, or a facet such as language)")
-    annotate.add_argument("--llm", default=DEFAULT_LLM, help=f"LLM spec ({DEFAULT_LLM}, smollm2-135m, transformers:PATH, ...)")
+    annotate.add_argument("--llm", default=DEFAULT_LLM, help=f"LLM spec ({DEFAULT_LLM}, smollm2-135m, transformers:PATH, "
+                                                             "a bare org/name (= transformers:org/name), vllm:..., openai:...)")
+    annotate.add_argument("--llm-opt", action="append", default=[], metavar="KEY=VALUE",
+                          help="a backend option (values read as JSON where they parse, e.g. batch_size=8, "
+                               "chat_template_kwargs.enable_thinking=false); repeat for several")
+    annotate.add_argument("--config", metavar="FILE.yaml",
+                          help="a YAML file of ClioConfig settings by section (conversation, facets, embed, cluster, "
+                               "hierarchy, privacy, projection); options given on the command line win")
     annotate.add_argument("--embedder", default="minilm-l6", help="embedder spec (minilm-l6, sentence-transformers:PATH)")
     annotate.add_argument("--out", help="folder to save the result to (Hub layout)")
     annotate.add_argument("--overwrite", action="store_true",
@@ -57,11 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--public", action="store_true", help="with --push-to-hub: make the repo public")
     privacy = annotate.add_argument_group("privacy (a push publishes only nodes that pass every gate)")
     privacy.add_argument("--user-column", help="column naming each row's user or account; nodes then need --min-users")
-    privacy.add_argument("--min-rows", type=int, default=5, help="rows a node needs to be published (default 5)")
-    privacy.add_argument("--min-users", type=int, default=3, help="distinct users a node needs (default 3)")
-    privacy.add_argument("--min-privacy-score", type=int, default=3, help="lowest auditor rating published, 1-5 (default 3)")
-    privacy.add_argument("--no-audit", action="store_true", help="skip the LLM privacy auditor")
-    privacy.add_argument("--no-pii-check", action="store_true", help="skip the pattern and name check for personal data")
+    privacy.add_argument("--min-rows", type=int, help="rows a node needs to be published (default 5)")
+    privacy.add_argument("--min-users", type=int, help="distinct users a node needs (default 3)")
+    privacy.add_argument("--min-privacy-score", type=int, help="lowest auditor rating published, 1-5 (default 3)")
+    privacy.add_argument("--no-audit", action="store_true", default=None, help="skip the LLM privacy auditor")
+    privacy.add_argument("--no-pii-check", action="store_true", default=None, help="skip the pattern and name check for personal data")
     privacy.add_argument("--allow-names", help="comma-separated person names the personal-data check lets through (public figures)")
     privacy.add_argument("--include-text", action="store_true", help="with --push-to-hub: also publish the raw text columns")
     privacy.add_argument("--aggregates-only", action="store_true", help="with --push-to-hub: publish the hierarchy only")
@@ -140,7 +153,6 @@ def _check_out(out: Path, dataset: str, *, overwrite: bool) -> None:
 
 def _facets(args) -> list:
     """--facets, with --facet-column and --embedding-column applied (a facet they name is added when missing)."""
-    import dataclasses
 
     from .facets import column_name, from_column, resolve_facets
 
@@ -167,9 +179,12 @@ def _annotate(args) -> int:
     if args.dry_run:
         from .dry_run import plan_annotation
 
-        print(plan_annotation(args.dataset, llm=args.llm, facets=_facets(args), column_prefix=args.column_prefix,
+        from .llm import load_llm
+
+        llm = load_llm(args.llm, **_llm_options(args.llm_opt)) if args.llm_opt else args.llm
+        print(plan_annotation(args.dataset, llm=llm, facets=_facets(args), config=_config(args), column_prefix=args.column_prefix,
                               split=args.split, limit=args.limit, sample=args.sample, seed=args.seed, stream=args.stream,
-                              revision=args.revision,
+                              revision=args.revision, name=args.subset, data_files=args.data_files,
                               conversation_column=args.conversation_column, text_column=args.text_column,
                               columns=args.columns.split(",") if args.columns else None))
         return 0
@@ -183,13 +198,7 @@ def _annotate(args) -> int:
         from .result import check_push_access
 
         logger.info("Pushing to %s as %s once the work is done", args.push_to_hub, check_push_access(args.push_to_hub))
-    config = clio_hf.ClioConfig(
-        conversation=clio_hf.ConversationConfig(roles=_roles(args.roles)),
-        facets=FacetConfig(rows_per_shard=args.rows_per_shard),
-        privacy=clio_hf.PrivacyConfig(
-            min_rows=args.min_rows, min_users=args.min_users, min_privacy_score=args.min_privacy_score, audit=not args.no_audit,
-            detect_pii=not args.no_pii_check, allowed_names=tuple(n.strip() for n in (args.allow_names or "").split(",") if n.strip())),
-    )
+    config = _config(args)
     result = clio_hf.annotate(
         args.dataset,
         split=args.split,
@@ -198,6 +207,7 @@ def _annotate(args) -> int:
         seed=args.seed,
         facets=_facets(args),
         llm=args.llm,
+        llm_options=_llm_options(args.llm_opt),
         embedder=args.embedder,
         config=config,
         user_column=args.user_column,
@@ -208,6 +218,8 @@ def _annotate(args) -> int:
         group_column=args.group_column,
         stream=args.stream,
         revision=args.revision,
+        subset=args.subset,
+        data_files=args.data_files,
         cache_dir=args.cache_dir,
         engine=args.engine,
         ray_address=args.ray_address,
@@ -257,6 +269,64 @@ def _save_unpushed(result, repo: str) -> Path:
     folder = cache_root() / "unpushed" / repo.replace("/", "--")
     result.save_to_disk(folder, overwrite=True)
     return folder
+
+
+def _config(args):
+    """The run's `ClioConfig`: the `--config` file (or the defaults), then every option given on the command line."""
+    from .config import ClioConfig
+
+    base = ClioConfig()
+    if args.config:
+        import yaml
+
+        path = Path(args.config)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config {args.config}: no such file.")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"--config {args.config} is not valid YAML: {error}") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"--config {args.config}: expected sections (conversation:, facets:, privacy:, ...); got {data!r}.")
+        try:
+            base = ClioConfig.from_dict(data)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"--config {args.config}: {error}") from error
+    given = {
+        "conversation": {"roles": _roles(args.roles)} if args.roles else {},
+        "facets": {"rows_per_shard": args.rows_per_shard} if args.rows_per_shard is not None else {},
+        "privacy": {k: v for k, v in {
+            "min_rows": args.min_rows, "min_users": args.min_users, "min_privacy_score": args.min_privacy_score,
+            "audit": False if args.no_audit else None, "detect_pii": False if args.no_pii_check else None,
+            "allowed_names": tuple(n.strip() for n in args.allow_names.split(",") if n.strip()) if args.allow_names else None,
+        }.items() if v is not None},
+    }
+    return dataclasses.replace(base, **{section: dataclasses.replace(getattr(base, section), **values)
+                                        for section, values in given.items() if values})
+
+
+def _llm_options(pairs: list[str]) -> dict:
+    """`--llm-opt KEY=VALUE` pairs as backend options: values parsed as JSON where they parse (numbers, true, false,
+    objects), else kept as text; a dotted key sets a nested option (`chat_template_kwargs.enable_thinking=false`)."""
+    import json
+
+    options: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--llm-opt {pair!r}: write KEY=VALUE, e.g. batch_size=8.")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        *parents, leaf = key.strip().split(".")
+        target = options
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"--llm-opt {pair!r}: {parent!r} is already set to a value, not options.")
+        target[leaf] = value
+    return options
 
 
 def _roles(text: str | None) -> tuple[tuple[str, str], ...]:
@@ -321,7 +391,7 @@ def _compare(args) -> int:
     print(f"{len(rows)} nodes tested (>= {args.min_count} rows inside and outside); group column "
           f"{recorded or args.group_column!r}; most significant first")
     print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "size", "group", "share_in_node",
-                                          "share_overall", "log_odds", "chi2", "dof", "p_value", "q_value", "cramers_v"]))
+                                          "share_overall", "log_odds", "test", "chi2", "dof", "p_value", "q_value", "cramers_v"]))
     if args.csv:
         _write_csv(rows, args.csv)
     return 0

@@ -6,7 +6,7 @@ into cache fingerprints, so a changed number recomputes exactly the stages it fe
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Literal
 
 
@@ -181,13 +181,20 @@ class ClioConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ClioConfig:
-        parts = {
-            "conversation": ConversationConfig,
-            "facets": FacetConfig,
-            "embed": EmbedConfig,
-            "cluster": ClusterConfig,
-            "hierarchy": HierarchyConfig,
-            "privacy": PrivacyConfig,
-            "projection": ProjectionConfig,
-        }
-        return cls(**{name: kind(**data.get(name, {})) for name, kind in parts.items()})
+        """The config `to_dict` wrote, or any part of it (a YAML file's sections, `clio-hf annotate --config`); a missing
+        field keeps its default, an unknown one is an error naming it."""
+        parts = {f.name: f.default_factory for f in fields(cls)}
+        unknown = sorted(set(data) - set(parts))
+        if unknown:
+            raise ValueError(f"Unknown config section(s) {unknown}; the sections are {sorted(parts)}.")
+        built = {}
+        for name, kind in parts.items():
+            section = data.get(name) or {}
+            if not isinstance(section, dict):
+                raise ValueError(f"Config section {name!r} must be a mapping of settings; got {section!r}.")
+            settings = {f.name for f in fields(kind)}
+            wrong = sorted(set(section) - settings)
+            if wrong:
+                raise ValueError(f"Unknown setting(s) {', '.join(f'{name}.{w}' for w in wrong)}; {name} has {sorted(settings)}.")
+            built[name] = kind(**section)
+        return cls(**built)

@@ -46,7 +46,7 @@ class RayEngine:
     num_workers: int | None = None
     work: list[dict] = field(default_factory=list)
 
-    def extract_facets(self, ds: datasets.Dataset, llm: str | LLM, *, model_id: str | None = None,
+    def extract_facets(self, ds: datasets.Dataset, llm: str | LLM, *, model_id: str | None = None, llm_options: dict | None = None,
                        facets: Sequence[Facet] = MAIN_FACETS, config: FacetConfig = FacetConfig(),
                        column_prefix: str = "") -> datasets.Dataset:
         """`extract.extract_facets` with the LLM calls on Ray actors; `llm` is a spec string (each actor loads it)
@@ -69,7 +69,7 @@ class RayEngine:
                 batch_size=1,
                 batch_format="pyarrow",
                 fn_constructor_kwargs={
-                    "llm": llm, "config": config, "column_prefix": column_prefix,
+                    "llm": llm, "llm_options": llm_options or {}, "config": config, "column_prefix": column_prefix,
                     "plans": {p.index: (p.start, [f for f in facets if f in p.pending]) for p in todo},
                 },
                 **self._actors(ray, len(todo)),
@@ -158,8 +158,8 @@ def job_runtime_env() -> dict:
 class _FacetActor:
     """One LLM per actor; each call gets one whole shard and returns its values of every pending facet (as JSON)."""
 
-    def __init__(self, llm, config: FacetConfig, column_prefix: str, plans: dict[int, tuple[int, list[Facet]]]):
-        self.llm = _CountingLLM(load_llm(llm))
+    def __init__(self, llm, llm_options: dict, config: FacetConfig, column_prefix: str, plans: dict[int, tuple[int, list[Facet]]]):
+        self.llm = _CountingLLM(load_llm(llm, **llm_options) if isinstance(llm, str) else llm)
         self.config, self.prefix, self.plans = config, column_prefix, plans
         self.conversation = column_prefix + C.CONVERSATION
 

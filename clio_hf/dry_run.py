@@ -192,8 +192,8 @@ def plan_annotation(source, *, llm: str | LLM, facets, config: ClioConfig = Clio
                     column_prefix: str = "", **source_options) -> str:
     """The dry-run report for `annotate(source, ...)` with the same options: a table per LLM stage.
 
-    `source_options` are `annotate`'s row and column options (split, limit, sample, seed, stream, revision,
-    conversation_column, text_column, columns).
+    `source_options` are `load_source`'s options (split, limit, sample, seed, stream, revision, name, data_files) and
+    `annotate`'s column options (conversation_column, text_column, columns).
     """
     plans, rate, rows, unique = estimate_annotation(source, llm=llm, facets=facets, config=config, calibrate=calibrate,
                                                     column_prefix=column_prefix, **source_options)

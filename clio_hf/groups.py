@@ -2,8 +2,8 @@
 
 `count_groups` is a post-pass over the companion dataset: every node gets `group_counts`, its row count per group
 value (summing to `size`). `compare_groups` then finds the nodes whose group mix differs most from the rest of the
-facet, with a chi-square test of the node against everything outside it (a 2 x k table), Benjamini-Hochberg q-values
-over all nodes tested, Cramer's V as the effect size, and, for the group the node over-represents most (the largest
+facet, with a chi-square test of the node against everything outside it (a 2 x k table; Fisher's exact test where an
+expected count is under 5), Benjamini-Hochberg q-values over all nodes tested, Cramer's V as the effect size, and, for the group the node over-represents most (the largest
 Pearson residual inside the node), a log odds ratio with a 0.5 continuity correction and its z score. Nodes with
 fewer than `min_count` rows inside, or outside, are not tested: their counts are too small for any statistic to mean
 much.
@@ -87,62 +87,57 @@ def overall_counts(hierarchy: datasets.Dataset, facet: str) -> dict[str, int]:
 def compare_groups(hierarchy: datasets.Dataset, *, facets: Sequence[str] | None = None, min_count: int = 10) -> list[dict]:
     """Every node tested against the rest of its facet, most significant first (see the module docstring).
 
-    Returns one dict per tested node: facet, node_id, level, name, size, chi2, dof, p_value, q_value, cramers_v,
+    Returns one dict per tested node: facet, node_id, level, name, size, test ("chi2" or "fisher"), chi2, dof, p_value,
+    q_value, cramers_v,
     group (the most over-represented group), share_in_node, share_overall, log_odds, z.
     """
     if C.GROUP_COUNTS not in hierarchy.column_names:
         raise ValueError("compare_groups: this result has no group_counts; annotate with group_column= "
                          "(CLI --group-column COL).")
-    from scipy.stats import chi2 as chi2_distribution
+    from scipy.stats import PermutationMethod, chi2_contingency, false_discovery_control, fisher_exact
+    from scipy.stats.contingency import association, odds_ratio
 
     rows = []
     for facet in dict.fromkeys(hierarchy["facet"]):
         if facets and facet not in facets:
             continue
         whole = overall_counts(hierarchy, facet)
-        names = sorted(whole)
-        total = np.array([whole[g] for g in names], dtype=np.float64)
+        names = [g for g in sorted(whole) if whole[g] > 0]
+        total = np.array([whole[g] for g in names], dtype=np.int64)
         for node in hierarchy:
             if node["facet"] != facet:
                 continue
-            inside = np.array([{i["group"]: i["count"] for i in node[C.GROUP_COUNTS]}.get(g, 0) for g in names], np.float64)
+            inside = np.array([{i["group"]: i["count"] for i in node[C.GROUP_COUNTS]}.get(g, 0) for g in names], np.int64)
             outside = total - inside
             if inside.sum() < min_count or outside.sum() < min_count or len(names) < 2:
                 continue
-            chi2, dof = _chi_square(np.vstack([inside, outside]))
-            odds = np.log((inside + 0.5) / (inside.sum() - inside + 0.5)) - np.log((outside + 0.5) / (outside.sum() - outside + 0.5))
-            se = np.sqrt(1 / (inside + 0.5) + 1 / (inside.sum() - inside + 0.5) + 1 / (outside + 0.5) + 1 / (outside.sum() - outside + 0.5))
+            table = np.vstack([inside, outside])
+            chi2 = chi2_contingency(table, correction=False)
+            if (chi2.expected_freq < _MIN_EXPECTED).any():  # the chi-square approximation fails: Fisher's exact test
+                seeded = None if table.shape == (2, 2) else PermutationMethod(n_resamples=_FISHER_RESAMPLES, rng=0)
+                test, p_value = "fisher", float(fisher_exact(table, method=seeded).pvalue)
+            else:
+                test, p_value = "chi2", float(chi2.pvalue)
             # the group that drives the difference: the largest Pearson residual inside the node. (The log odds
             # alone would favour a rare group that is merely absent from a small node, through the 0.5 correction.)
-            expected = inside.sum() * total / total.sum()
-            top = int(np.argmax(np.where(total > 0, (inside - expected) / np.sqrt(np.maximum(expected, 1e-12)), -np.inf)))
+            expected = chi2.expected_freq[0]
+            top = int(np.argmax((inside - expected) / np.sqrt(expected)))
+            one_vs_rest = np.array([[inside[top], inside.sum() - inside[top]], [outside[top], outside.sum() - outside[top]]])
+            # Haldane-Anscombe: 0.5 added to every cell, so an empty cell gives a finite log odds ratio. Doubling the
+            # table and adding 1 keeps its counts integers and its sample odds ratio exactly the corrected one.
+            log_odds = math.log(odds_ratio(2 * one_vs_rest + 1, kind="sample").statistic)
             rows.append({
                 "facet": facet, "node_id": node["node_id"], "level": node["level"], "name": node["name"],
-                "size": node["size"], "chi2": chi2, "dof": dof, "p_value": float(chi2_distribution.sf(chi2, dof)),
-                "cramers_v": math.sqrt(chi2 / total.sum()), "group": names[top],
+                "size": node["size"], "test": test, "chi2": float(chi2.statistic), "dof": int(chi2.dof), "p_value": p_value,
+                "cramers_v": float(association(table, method="cramer")), "group": names[top],
                 "share_in_node": inside[top] / inside.sum(), "share_overall": total[top] / total.sum(),
-                "log_odds": float(odds[top]), "z": float(odds[top] / se[top]),
+                "log_odds": log_odds, "z": log_odds / math.sqrt((1 / (one_vs_rest + 0.5)).sum()),
             })
-    for row, q in zip(rows, _benjamini_hochberg([r["p_value"] for r in rows])):
-        row["q_value"] = q
+    q_values = false_discovery_control([r["p_value"] for r in rows], method="bh") if rows else []
+    for row, q in zip(rows, q_values):
+        row["q_value"] = float(q)
     return sorted(rows, key=lambda r: (r["p_value"], -r["cramers_v"], r["facet"], r["node_id"]))
 
 
-def _chi_square(table: np.ndarray) -> tuple[float, int]:
-    """Pearson's chi-square statistic and degrees of freedom of a contingency table (empty columns dropped)."""
-    table = table[:, table.sum(axis=0) > 0]
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
-    return float(((table - expected) ** 2 / expected).sum()), (table.shape[0] - 1) * (table.shape[1] - 1)
-
-
-def _benjamini_hochberg(p_values: Sequence[float]) -> list[float]:
-    """False-discovery-rate q-values, in the input order."""
-    p = np.asarray(p_values, dtype=np.float64)
-    if len(p) == 0:
-        return []
-    order = np.argsort(p)
-    ranked = p[order] * len(p) / np.arange(1, len(p) + 1)
-    q = np.minimum.accumulate(ranked[::-1])[::-1].clip(max=1.0)
-    out = np.empty_like(q)
-    out[order] = q
-    return out.tolist()
+_MIN_EXPECTED = 5  # the usual rule: a chi-square p-value is trusted when every expected count is at least 5
+_FISHER_RESAMPLES = 9_999  # Fisher's test of a 2 x k table by seeded permutations (exact for 2 x 2)

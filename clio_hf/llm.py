@@ -6,7 +6,9 @@ Prompt building and parsing live in `prompts.py`, never here.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +24,7 @@ ChatPrompt = list[Message]
 
 LLM_SPEC_FORMS = (
     *(f"{m.spec} (the packaged {m.title}, through transformers)" for m in PACKAGED_MODELS.values()),
-    "transformers:<path-or-id>",
+    "transformers:<path-or-id> (a bare org/name means the same)",
     "vllm:<path-or-id>",
     "openai:<model>@<base_url>",
 )
@@ -75,22 +77,37 @@ def load_llm(spec: str | LLM, **options) -> LLM:
         if not isinstance(spec, LLM):
             raise TypeError(f"llm= must be a spec string or satisfy clio_hf.LLM; got {type(spec).__name__}.")
         return spec
+    if ":" not in spec and spec not in PACKAGED_MODELS and _BARE_HUB_ID.match(spec):
+        spec = f"transformers:{spec}"  # `org/name`, as in transformers' own from_pretrained
     kind, _, target = spec.partition(":")
     if spec in PACKAGED_MODELS:
-        return TransformersLLM(packaged_checkpoint(spec), model_id=spec, **options)
-    if kind == "transformers" and target:
-        return TransformersLLM(check_model_target(spec, target), model_id=spec, **options)
-    if kind == "vllm" and target:
+        llm = TransformersLLM(packaged_checkpoint(spec), model_id=spec, **options)
+    elif kind == "transformers" and target:
+        llm = TransformersLLM(check_model_target(spec, target), model_id=spec, **options)
+    elif kind == "vllm" and target:
         from .backends_vllm import VLLMLLM
 
         path = packaged_checkpoint(target) if target in PACKAGED_MODELS else check_model_target(spec, target)
-        return VLLMLLM(path, model_id=spec, **options)
-    if kind == "openai" and target:
+        llm = VLLMLLM(path, model_id=spec, **options)
+    elif kind == "openai" and target:
         from .backends_openai import OpenAILLM, parse_openai_spec
 
         model, base_url = parse_openai_spec(spec)
-        return OpenAILLM(model, base_url, **options)
-    raise ValueError(f"Unknown LLM spec {spec!r}. Valid forms: " + "; ".join(LLM_SPEC_FORMS))
+        llm = OpenAILLM(model, base_url, **options)
+    else:
+        raise ValueError(f"Unknown LLM spec {spec!r}. Valid forms: " + "; ".join(LLM_SPEC_FORMS))
+    answer_options = {k: v for k, v in sorted(options.items()) if k not in _OUTPUT_NEUTRAL_OPTIONS}
+    if answer_options:  # they change the answers, so they are part of the model's identity (cache keys, run record)
+        llm.model_id = f"{llm.model_id} {json.dumps(answer_options, sort_keys=True, default=str)}"
+    return llm
+
+
+_BARE_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+# Backend options that change speed, not answers; the rest (a chat-template option, dtype, ...) key the cache.
+_OUTPUT_NEUTRAL_OPTIONS = frozenset({
+    "batch_size", "device", "prefix_cache_size", "prefix_reuse", "max_concurrency", "max_retries", "backoff_s",
+    "max_backoff_s", "timeout_s", "progress", "api_key", "gpu_memory_utilization", "tensor_parallel_size",
+})
 
 
 def smollm2_checkpoint() -> str:

@@ -38,7 +38,7 @@ from .privacy import AUDIT_PROMPT_VERSION, apply_privacy_gates, withheld_counts
 from .projection import project_facets
 from .prompts import PROMPT_VERSION
 from .result import FORMAT_VERSION, ClioResult
-from .sources import load_source, resolve_revision
+from .sources import load_source, resolve_revision, source_license
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def annotate(
     embedder: str | Embedder = "minilm-l6",
     config: ClioConfig = ClioConfig(),
     *,
+    llm_options: dict | None = None,
     conversation_column: str | None = None,
     text_column: str | None = None,
     columns: Sequence[str] | None = None,
@@ -62,6 +63,8 @@ def annotate(
     group_column: str | None = None,
     stream: bool = False,
     revision: str | None = None,
+    subset: str | None = None,
+    data_files: str | Sequence[str] | None = None,
     cache_dir: str | os.PathLike | None = None,
     engine: Literal["local", "ray"] | RayEngine = "local",
     ray_address: str | None = None,
@@ -76,6 +79,8 @@ def annotate(
         sample: or a seeded random sample of N rows (`seed`).
         facets: `clio_hf.Facet`s or built-in names (`"request,task"`).
         llm, embedder: spec strings (see the README) or objects satisfying `clio_hf.LLM` / `clio_hf.Embedder`.
+        llm_options: backend options for a spec string (`load_llm`'s keyword arguments, CLI `--llm-opt`), e.g.
+            `{"chat_template_kwargs": {"enable_thinking": False}}`; those that change answers join the model's id.
         config: every size, budget, seed and threshold.
         conversation_column, text_column, columns: where the conversation is, when it is not detected.
         column_prefix: prefix for every added column, for inputs that already use clio_hf's names.
@@ -86,6 +91,8 @@ def annotate(
         stream: stream a Hub source instead of downloading it (with `limit`, or with `sample`: a seeded shuffle).
         revision: a Hub source's branch, tag or commit sha (default: main). The run is keyed by the commit sha it
             resolves to now, recorded as `info["source_revision"]`, so a changed Hub dataset is analysed afresh.
+        subset, data_files: a subset (configuration) of a Hub dataset or local dataset folder that has several, and
+            only some of its files (a glob or a list); see `load_source`'s `name` and `data_files`.
         cache_dir: where finished work is kept so that a rerun resumes (default `$CLIO_HF_CACHE` or
             `~/.cache/clio_hf`).
         engine: `"local"` runs every stage in this process; `"ray"` (or a `clio_hf.distributed.RayEngine`) runs facet
@@ -104,12 +111,14 @@ def annotate(
     llm_spec, embedder_spec = llm, embedder
     timings: dict[str, float] = {}
     source_revision = resolve_revision(source, revision) if isinstance(source, str) else None
-    run_key = Hasher.hash([_source_identity(source, source_revision), split, limit, sample, seed, stream])
+    run_key = Hasher.hash([_source_identity(source, source_revision), split, limit, sample, seed, stream]
+                          + ([subset, data_files] if subset is not None or data_files is not None else []))
     workdir = Path(cache_dir or cache_root()) / "runs" / run_key
 
     with _timed(timings, "load"):
         raw = _materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed,
-                                                                   stream=stream, revision=source_revision))
+                                                                   stream=stream, revision=source_revision,
+                                                                   name=subset, data_files=data_files))
         C.check_no_collisions(raw.column_names, facets, column_prefix)
         C.require_columns(raw, [c for f in facets for c in (f.source_column, f.embedding_column) if c], "annotate (a facet's given column)")
         for facet in (f for f in facets if f.method == "column"):  # checked here, where a row number is the input's
@@ -122,7 +131,7 @@ def annotate(
             check_group_column(group_column, [*raw.column_names, *(C.facet_column(f, column_prefix) for f in facets)])
     needs_llm = any(f.method == "llm" for f in facets) or any(f.clustered for f in facets)
     with _timed(timings, "load_models"):
-        llm = load_llm(llm) if needs_llm else None
+        llm = load_llm(llm, **(llm_options or {})) if needs_llm else None
         embedder = load_embedder(embedder) if any(f.clustered for f in facets) else None
 
     with _timed(timings, "conversations"):
@@ -139,7 +148,7 @@ def annotate(
 
     with _timed(timings, "extract_facets"):
         if ray_engine is not None and llm is not None:
-            unique = ray_engine.extract_facets(unique, llm_spec, model_id=llm.model_id, facets=facets, config=config.facets, column_prefix=column_prefix)
+            unique = ray_engine.extract_facets(unique, llm_spec, model_id=llm.model_id, llm_options=llm_options, facets=facets, config=config.facets, column_prefix=column_prefix)
         else:
             unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=column_prefix)
     with _timed(timings, "embed_facets"):
@@ -199,6 +208,9 @@ def annotate(
         "seed": seed,
         "source": _source_identity(source) if isinstance(source, str) else "datasets.Dataset",
         "source_revision": source_revision,
+        "source_license": source_license(source, source_revision) if source_revision else None,
+        "source_subset": subset,
+        "source_data_files": data_files,
         "input_columns": raw.column_names,
         "split": split,
         "column_prefix": column_prefix,

@@ -5,8 +5,8 @@ placed once and share their point, so repeated text neither distorts the neighbo
 UMAP is fitted on a seeded sample of `fit_rows` distinct vectors and every other vector is placed at the weighted mean
 of its nearest fitted vectors' points (faiss), so memory and fit time stay bounded however many rows there are. Below `min_umap_rows` distinct vectors, where UMAP's
 kernel compile would cost more than the map, a seeded t-SNE (cosine) draws it; below `min_neighbour_rows`, where a
-neighbour graph has too few points to mean anything, an exact PCA stands in (deterministic: eigenvectors of the
-covariance with a fixed sign).
+neighbour graph has too few points to mean anything, an exact PCA stands in (scikit-learn's, with a fixed sign per axis
+so it is deterministic).
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def project_facets(
     C.require_columns(ds, [C.embedding_column(f, column_prefix) for f in clustered], "project_facets")
     for facet in clustered:
         vectors, present = embedding_matrix(ds, C.embedding_column(facet, column_prefix))
-        coordinates = project(vectors[present], config) if present.any() else np.zeros((0, 2), np.float32)
+        if not present.all():
+            vectors = vectors[present]  # a copy; with every row present (the usual case) the matrix is used as it is
+        coordinates = project(vectors, config) if len(vectors) else np.zeros((0, 2), np.float32)
         for axis, name in enumerate(C.projection_columns(facet, column_prefix)):
             values = np.zeros(len(ds), dtype=np.float32)
             values[present] = coordinates[:, axis]
@@ -67,8 +69,9 @@ def project_facets(
 
 def project(vectors: np.ndarray, config: ProjectionConfig = ProjectionConfig()) -> np.ndarray:
     """(n, 2) float32 coordinates of (n, d) vectors; identical rows get identical points."""
-    distinct, inverse = np.unique(np.ascontiguousarray(vectors, dtype=np.float32), axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    firsts, inverse = distinct_rows(vectors)
+    distinct = vectors if len(firsts) == len(vectors) else vectors[firsts]
     method = config.method
     if method == "auto":
         method = "pca" if len(distinct) < config.min_neighbour_rows else "tsne" if len(distinct) < config.min_umap_rows else "umap"
@@ -81,15 +84,38 @@ def project(vectors: np.ndarray, config: ProjectionConfig = ProjectionConfig()) 
     return points[inverse].astype(np.float32)
 
 
+def distinct_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(firsts, inverse): the index of each distinct row's first occurrence, in row order, and for every row the
+    position of its distinct row in `firsts`. Rows are compared by a hash of their bytes (equal bytes, equal vector),
+    so no sorted copy of the matrix is made (`np.unique(axis=0)` needs two: 3 GB at 1M x 384)."""
+    first_of: dict[int, int] = {}
+    firsts: list[int] = []
+    inverse = np.empty(len(vectors), dtype=np.int64)
+    for row in range(len(vectors)):
+        key = hash(vectors[row].tobytes())
+        position = first_of.get(key)
+        if position is None or not np.array_equal(vectors[firsts[position]], vectors[row]):  # new, or a hash collision
+            position = len(firsts)
+            first_of.setdefault(key, position)
+            firsts.append(row)
+        inverse[row] = position
+    return np.asarray(firsts, dtype=np.int64), inverse
+
+
 def _pca(vectors: np.ndarray) -> np.ndarray:
-    """The first two principal components; each axis's largest loading is positive, so the result is unique."""
-    centred = vectors.astype(np.float64) - vectors.mean(axis=0, keepdims=True)
-    _, eigenvectors = np.linalg.eigh(centred.T @ centred)
-    axes = eigenvectors[:, ::-1][:, :2]  # eigh sorts ascending
-    if axes.shape[1] < 2:
-        axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
-    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(2)])
-    return centred @ (axes * np.where(signs == 0, 1, signs))
+    """The first two principal components (scikit-learn's exact PCA); each axis's largest loading is positive, so
+    the result is unique."""
+    from sklearn.decomposition import PCA
+
+    vectors = vectors.astype(np.float64)
+    if len(vectors) < 2:  # one point: nothing to spread
+        return np.zeros((len(vectors), 2))
+    components = min(2, len(vectors), vectors.shape[1])
+    pca = PCA(n_components=components, svd_solver="full").fit(vectors)
+    axes = pca.components_.T
+    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(components)])
+    points = pca.transform(vectors) * np.where(signs == 0, 1, signs)
+    return np.pad(points, ((0, 0), (0, 2 - components)))
 
 
 def _tsne(vectors: np.ndarray, config: ProjectionConfig) -> np.ndarray:

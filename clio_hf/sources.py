@@ -6,12 +6,13 @@ JSON file is cut off mid-record, so it is decoded record by record and the compl
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import importlib.util
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import datasets
@@ -45,6 +46,8 @@ def load_source(
     seed: int = 0,
     stream: bool = False,
     revision: str | None = None,
+    name: str | None = None,
+    data_files: str | Sequence[str] | None = None,
 ) -> datasets.Dataset:
     """One `datasets.Dataset` from any supported source, optionally cut to the first or a random N rows.
 
@@ -62,12 +65,16 @@ def load_source(
             then written to a `Dataset` in the `datasets` cache. With `sample`, see `sample_stream`: the whole
             dataset is never read. Local sources ignore it.
         revision: a Hub source's branch, tag or commit sha (default: the main branch); see `resolve_revision`.
+        name: the subset (configuration) of a Hub dataset or a local dataset folder that has several (CLI `--subset`).
+        data_files: only these files (a glob or a list, relative to the repo or folder) of a Hub dataset or a local
+            folder (CLI `--data-files`).
 
     Returns:
         The rows, with the source's own columns.
 
     Raises:
-        ValueError: `limit` and `sample` both set, a negative count, or no rows.
+        ValueError: `limit` and `sample` both set, a negative count, no rows, or a dataset of several subsets without
+            `name`.
         FileNotFoundError: a local path that does not exist (and is no Hub id), or a Hub id that cannot be found.
 
     Example:
@@ -77,9 +84,13 @@ def load_source(
     """
     if limit is not None and sample is not None:
         raise ValueError("Pass either limit= (the first N rows) or sample= (a random N rows), not both.")
-    for name, value in (("limit", limit), ("sample", sample)):
+    for option, value in (("limit", limit), ("sample", sample)):
         if value is not None and value < 1:
-            raise ValueError(f"{name}= must be at least 1; got {value}.")
+            raise ValueError(f"{option}= must be at least 1; got {value}.")
+    subset = {"name": name, "data_files": data_files}
+    if (name is not None or data_files is not None) and not _has_subsets(source):
+        raise ValueError(f"name= (--subset) and data_files= (--data-files) choose part of a Hub dataset or of a local "
+                         f"dataset folder; {_describe(source)} is neither.")
 
     if isinstance(source, datasets.Dataset):
         ds = _head(source, limit)
@@ -90,9 +101,9 @@ def load_source(
     elif str(source) == SHAREGPT:
         ds = load_sharegpt(limit=limit)
     elif stream and sample is not None and limit is None and _looks_like_hub_id(str(source)):
-        ds, sample = sample_stream(str(source), split=split, sample=sample, seed=seed, revision=revision), None
+        ds, sample = sample_stream(str(source), split=split, sample=sample, seed=seed, revision=revision, **subset), None
     else:
-        ds = _load_path_or_hub(str(source), split=split, limit=limit, stream=stream, revision=revision)
+        ds = _load_path_or_hub(str(source), split=split, limit=limit, stream=stream, revision=revision, **subset)
 
     if sample is not None:
         if sample > len(ds):
@@ -148,7 +159,18 @@ def _decode_complete_records(text: str, *, limit: int | None = None) -> Iterable
         yield record
 
 
-def _load_path_or_hub(source: str, *, split: str, limit: int | None, stream: bool, revision: str | None = None) -> datasets.Dataset:
+def _has_subsets(source: object) -> bool:
+    """Whether a source can have subsets or data files to choose: a Hub id, or a folder `load_dataset` reads."""
+    if not isinstance(source, (str, Path)) or str(source) == SHAREGPT:
+        return False
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return not ((path / "state.json").exists() or (path / "dataset_dict.json").exists())
+    return not path.exists() and _looks_like_hub_id(str(source))
+
+
+def _load_path_or_hub(source: str, *, split: str, limit: int | None, stream: bool, revision: str | None = None,
+                      name: str | None = None, data_files=None) -> datasets.Dataset:
     path = Path(source).expanduser()
     if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):
         try:
@@ -169,11 +191,12 @@ def _load_path_or_hub(source: str, *, split: str, limit: int | None, stream: boo
             raise ValueError(f"Could not read any rows from {path} ({type(error).__name__}: {error}).") from error
         return _head(ds, limit)
     if path.is_dir():
-        return _head(datasets.load_dataset(str(path), split=split), limit)
+        with _subset_errors(str(path)):
+            return _head(datasets.load_dataset(str(path), name, split=split, data_files=data_files), limit)
     if not _HUB_ID.match(source) or Path(source).suffix.lower() in _FILE_BUILDERS:
         raise FileNotFoundError(f"No such file or folder: {source!r} (and it is not a Hub dataset id like 'org/name')."
                                 + _near_misses(path))
-    return _load_hub(source, split=split, limit=limit, stream=stream, revision=revision)
+    return _load_hub(source, split=split, limit=limit, stream=stream, revision=revision, name=name, data_files=data_files)
 
 
 def _head(ds: datasets.Dataset, limit: int | None) -> datasets.Dataset:
@@ -211,7 +234,8 @@ def _near_misses(path: Path) -> str:
 
 
 def sample_stream(repo_id: str, *, split: str = "train", sample: int, seed: int = 0,
-                  buffer_size: int = STREAM_SHUFFLE_BUFFER, revision: str | None = None) -> datasets.Dataset:
+                  buffer_size: int = STREAM_SHUFFLE_BUFFER, revision: str | None = None,
+                  name: str | None = None, data_files=None) -> datasets.Dataset:
     """A seeded sample of `sample` rows of a Hub dataset, streamed: only about `sample + buffer_size` rows are read.
 
     The stream's shards are shuffled with `seed`, its rows pass through a shuffle buffer of `buffer_size`, and the
@@ -219,9 +243,11 @@ def sample_stream(repo_id: str, *, split: str = "train", sample: int, seed: int 
     large to download: rows of a shard stay somewhat clustered, so raise `buffer_size` when the order matters.
     """
     try:
-        rows = datasets.load_dataset(repo_id, split=split, streaming=True, revision=revision)
+        with _subset_errors(repo_id):
+            rows = datasets.load_dataset(repo_id, name, split=split, streaming=True, revision=revision, data_files=data_files)
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError) as error:
-        raise FileNotFoundError(f"{repo_id!r} is neither a local path nor a dataset found on the Hugging Face Hub: {error}") from error
+        raise FileNotFoundError(f"{repo_id!r} is neither a local path nor a dataset found on the Hugging Face Hub: {error}"
+                                + _LOG_IN) from error
     return _materialise(rows.shuffle(seed=seed, buffer_size=buffer_size), sample)
 
 
@@ -255,6 +281,20 @@ def resolve_revision(source: str, revision: str | None = None) -> str | None:
         ) from error
 
 
+def source_license(source: str, revision: str) -> str | None:
+    """The license a Hub dataset declares in its card at `revision` (for the result's card), or None if it states none
+    or the Hub cannot say."""
+    from huggingface_hub import HfApi
+
+    try:
+        card = HfApi().dataset_info(source, revision=revision).card_data
+    except Exception as error:  # the run itself does not depend on it
+        logger.info("No license read for %s: %s", source, error)
+        return None
+    license_ = card.get("license") if card is not None else None
+    return ", ".join(license_) if isinstance(license_, list) else license_
+
+
 def _looks_like_hub_id(source: str) -> bool:
     return not Path(source).expanduser().exists() and bool(_HUB_ID.match(source)) and Path(source).suffix.lower() not in _FILE_BUILDERS
 
@@ -267,21 +307,23 @@ def _local_folder_of(source: str) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _load_hub(repo_id: str, *, split: str, limit: int | None, stream: bool, revision: str | None = None) -> datasets.Dataset:
+def _load_hub(repo_id: str, *, split: str, limit: int | None, stream: bool, revision: str | None = None,
+              name: str | None = None, data_files=None) -> datasets.Dataset:
     not_found = (FileNotFoundError, datasets.exceptions.DatasetNotFoundError)
     local_folder = _local_folder_of(repo_id)
     if local_folder is not None:
         # "results/sharegt" next to a folder named "results" is a misspelled path far more often than a Hub id.
         raise FileNotFoundError(f"No such file or folder: {repo_id!r}." + (_near_misses(Path(repo_id)) or
                                 f" (The folder {str(local_folder)!r} exists here, so it is not read as a Hub id.)"))
+    options = {"split": split, "revision": revision, "data_files": data_files}
     try:
-        if limit is None and not stream:
-            return datasets.load_dataset(repo_id, split=split, revision=revision)
-        rows = datasets.load_dataset(repo_id, split=split, streaming=True, revision=revision)
-        return _materialise(rows, limit)
+        with _subset_errors(repo_id):
+            if limit is None and not stream:
+                return datasets.load_dataset(repo_id, name, **options)
+            return _materialise(datasets.load_dataset(repo_id, name, streaming=True, **options), limit)
     except not_found as error:
         raise FileNotFoundError(
-            f"{repo_id!r} is neither a local path nor a dataset found on the Hugging Face Hub: {error}"
+            f"{repo_id!r} is neither a local path nor a dataset found on the Hugging Face Hub: {error}" + _LOG_IN
         ) from error
     except ConnectionError as error:
         raise ConnectionError(
@@ -289,6 +331,25 @@ def _load_hub(repo_id: str, *, split: str, limit: int | None, stream: bool, revi
             f"{_endpoint()} could not be reached to read it as a dataset id ({type(error).__name__}). Check the path, "
             "or the network for a Hub dataset."
         ) from error
+
+
+_LOG_IN = " A gated or private dataset needs a token with access: run `hf auth login` or set HF_TOKEN."
+
+
+@contextlib.contextmanager
+def _subset_errors(source: str):
+    """`datasets`' errors about subsets and data files, restated with the option that fixes them."""
+    try:
+        yield
+    except datasets.exceptions.DataFilesNotFoundError as error:
+        raise FileNotFoundError(f"{source!r}: no data file found ({error}); check data_files= (--data-files).") from error
+    except ValueError as error:
+        text = str(error)
+        if "Config name is missing" in text or "BuilderConfig" in text:
+            names = re.search(r"available configs: (\[.*?\])", text)
+            raise ValueError(f"{source!r} has several subsets{': ' + names.group(1) if names else ''}; choose one with name= "
+                             f"(CLI --subset NAME).{'' if names else ' ' + text}") from error
+        raise
 
 
 def _endpoint() -> str:

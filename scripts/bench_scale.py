@@ -54,6 +54,7 @@ def main() -> None:
 
     ds = datasets.Dataset.from_file(str(path))  # memory-mapped, as a loaded dataset is
     llm, memory = _InstantLLM(), _RssSampler()
+    _count_levels(llm)
     facet = from_column(REQUEST, "request_given", embedding_column="request_vector")
     begin = time.perf_counter()
     result = clio_hf.annotate(ds, facets=[facet], llm=llm, embedder="minilm-l6", text_column="text",
@@ -64,18 +65,39 @@ def main() -> None:
     info = result.info
     print(f"\nclio_hf.annotate on {args.rows:,} rows (synthetic, see --help), Request given as a column with vectors; "
           f"LLM: an instant stand-in; clustering path: {info['clustering']}")
-    print(f"{'stage':<18} {'wall s':>8} {'peak RSS GB':>12} {'LLM prompts':>12}")
+    print(f"{'stage':<18} {'wall s':>8} {'peak RSS GB':>12} {'anonymous GB':>13} {'LLM prompts':>12}")
     clock = memory.start
     for stage, seconds in info["timings"].items():
-        peak = memory.peak(clock, clock + seconds)
+        peak, anonymous = memory.peak(clock, clock + seconds), memory.peak(clock, clock + seconds, anonymous=True)
         prompts_sent = sum(llm.count_by_stage.get(stage, {}).values())
-        print(f"{stage:<18} {seconds:>8.1f} {peak:>12.2f} {prompts_sent:>12,}")
+        print(f"{stage:<18} {seconds:>8.1f} {peak:>12.2f} {anonymous:>13.2f} {prompts_sent:>12,}")
         clock += seconds
-    print(f"{'total':<18} {total:>8.1f} {memory.peak(memory.start, time.time()):>12.2f} {sum(llm.count.values()):>12,}")
+    print(f"{'total':<18} {total:>8.1f} {memory.peak(memory.start, time.time()):>12.2f} "
+          f"{memory.peak(memory.start, time.time(), anonymous=True):>13.2f} {sum(llm.count.values()):>12,}")
+    print("peak RSS counts the pages of memory-mapped Arrow files this process touched (the kernel drops them under "
+          "pressure); anonymous is the memory the run itself holds.")
     levels = collections.Counter(result.hierarchy["level"])
-    print(f"tree: {len(result.hierarchy)} nodes, per level {dict(sorted(levels.items()))}; naming prompts per kind "
-          f"{dict(llm.count)}")
+    print(f"tree: {len(result.hierarchy)} nodes, per level {dict(sorted(levels.items()))}; prompts per kind {dict(llm.count)}")
+    print("naming prompts per level (level 0: naming the base clusters; above: proposals, assignments, renames):")
+    for level, kinds in sorted(llm.count_by_level.items()):
+        print(f"    level {level}: {sum(kinds.values()):>6,}  {dict(kinds)}")
     _project_naming_time(llm, args.name_sample)
+
+
+def _count_levels(llm: "_InstantLLM") -> None:
+    """Tell the stand-in which level of the tree each prompt builds (the base is level 0)."""
+    from clio_hf import hierarchy
+
+    build_level = hierarchy._FacetTree._build_level
+
+    def counted(tree, children, level, target):
+        llm.level = level
+        try:
+            return build_level(tree, children, level, target)
+        finally:
+            llm.level = 0
+
+    hierarchy._FacetTree._build_level = counted
 
 
 def _project_naming_time(llm, sample_size: int) -> None:
@@ -140,7 +162,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 class _RssSampler:
-    """This process's resident memory every `interval` seconds, in a background thread."""
+    """This process's resident memory every `interval` seconds, in a background thread: all of it (VmRSS) and its
+    anonymous part (RssAnon). The rest is file-backed: pages of the memory-mapped Arrow files, which the kernel drops
+    under pressure, so the anonymous part is the memory the run really needs."""
 
     def __init__(self, interval: float = 0.2):
         self.start, self.samples, self.running = time.time(), [], True
@@ -149,17 +173,17 @@ class _RssSampler:
 
     def _run(self, interval: float) -> None:
         while self.running:
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    self.samples.append((time.time(), int(line.split()[1]) / 1e6))  # kB -> GB
+            fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+            kb = {name: int(fields[name].split()[0]) for name in ("VmRSS", "RssAnon")}
+            self.samples.append((time.time(), kb["VmRSS"] / 1e6, kb["RssAnon"] / 1e6))  # kB -> GB
             time.sleep(interval)
 
     def stop(self) -> None:
         self.running = False
         self.thread.join()
 
-    def peak(self, begin: float, end: float) -> float:
-        return max((gb for t, gb in self.samples if begin <= t <= end + 0.2), default=float("nan"))
+    def peak(self, begin: float, end: float, *, anonymous: bool = False) -> float:
+        return max((anon if anonymous else rss for t, rss, anon in self.samples if begin <= t <= end + 0.2), default=float("nan"))
 
 
 class _InstantLLM:
@@ -174,12 +198,16 @@ class _InstantLLM:
     def __init__(self):
         self.count: collections.Counter = collections.Counter()
         self.count_by_stage: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.count_by_level: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+        self.level = 0  # the tree level being built (set by `_count_levels`)
         self.sent: dict[str, list] = collections.defaultdict(list)
 
     def _counted(self, kind: str, n: int) -> None:
         self.count[kind] += n
         stage = "privacy" if kind == "audit" else "build_hierarchy"
         self.count_by_stage[stage][kind] += n
+        if kind != "audit":
+            self.count_by_level[self.level][kind] += n
 
     def generate(self, chats, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
         out = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import datasets
 import pytest
@@ -74,6 +75,50 @@ def test_compare_finds_the_skewed_node_with_a_proper_test():
     assert all(r["q_value"] >= r["p_value"] for r in rows)
     with pytest.raises(ValueError, match="group_column"):
         compare_groups(_tree())
+
+
+def _two_node_tree(mixes):
+    return datasets.Dataset.from_dict({
+        "facet": ["request"] * len(mixes), "node_id": list(range(len(mixes))), "level": [0] * len(mixes),
+        "parent_id": [None] * len(mixes), "name": [f"n{i}" for i in range(len(mixes))], "size": [sum(m.values()) for m in mixes],
+        "group_counts": [[{"group": g, "count": c} for g, c in m.items()] for m in mixes],
+    })
+
+
+def test_statistics_equal_hand_computed_values():
+    # node 0 against the rest: the 2 x 2 table [[a, b], [c, d]] = [[30, 10], [20, 40]]; every expected count >= 5
+    rows = {r["name"]: r for r in compare_groups(_two_node_tree([{"x": 30, "y": 10}, {"x": 20, "y": 40}]), min_count=5)}
+    a, b, c, d = 30, 10, 20, 40
+    n = a + b + c + d
+    chi2 = n * (a * d - b * c) ** 2 / ((a + b) * (c + d) * (a + c) * (b + d))
+    top = rows["n0"]
+    assert top["test"] == "chi2" and top["chi2"] == pytest.approx(chi2) and top["dof"] == 1
+    assert top["p_value"] == pytest.approx(math.erfc(math.sqrt(chi2 / 2)))  # chi-square with 1 dof
+    assert top["cramers_v"] == pytest.approx(math.sqrt(chi2 / n))
+    assert top["group"] == "x"
+    log_odds = math.log((a + 0.5) * (d + 0.5) / ((b + 0.5) * (c + 0.5)))
+    assert top["log_odds"] == pytest.approx(log_odds)
+    assert top["z"] == pytest.approx(log_odds / math.sqrt(sum(1 / (k + 0.5) for k in (a, b, c, d))))
+    assert top["q_value"] == pytest.approx(top["p_value"])  # two tests with the same p: q = p * 2 / 2
+
+    # small counts: [[4, 0], [6, 10]] has expected counts under 5, so Fisher's exact (hypergeometric) test
+    rows = {r["name"]: r for r in compare_groups(_two_node_tree([{"x": 4, "y": 0}, {"x": 6, "y": 10}]), min_count=4)}
+    small = rows["n0"]
+
+    def table_p(k):  # P(k of the node's 4 rows are x), margins fixed: 10 x and 10 y among 20 rows
+        return math.comb(10, k) * math.comb(10, 4 - k) / math.comb(20, 4)
+
+    observed = table_p(4)
+    assert small["test"] == "fisher"
+    assert small["p_value"] == pytest.approx(sum(table_p(k) for k in range(5) if table_p(k) <= observed * (1 + 1e-7)))
+    assert math.isfinite(small["log_odds"]) and small["log_odds"] == pytest.approx(math.log(4.5 * 10.5 / (0.5 * 6.5)))
+
+    # three p-values: Benjamini-Hochberg by hand
+    mixes = [{"x": 30, "y": 10}, {"x": 25, "y": 25}, {"x": 20, "y": 40}]
+    rows = sorted(compare_groups(_two_node_tree(mixes), min_count=5), key=lambda r: r["p_value"])
+    p = [r["p_value"] for r in rows]
+    q = [min(p[i] * 3 / (i + 1) for i in range(j, 3)) for j in range(3)]
+    assert [r["q_value"] for r in rows] == pytest.approx([min(v, 1.0) for v in q])
 
 
 def test_annotate_with_a_group_column(tmp_path, capsys):

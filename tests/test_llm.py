@@ -125,3 +125,32 @@ def test_a_missing_model_folder_is_named_not_sent_to_the_hub(spec):
 def test_a_missing_embedder_folder_is_named():
     with pytest.raises(FileNotFoundError, match="no model folder at '/missing/minilm'"):
         load_embedder("sentence-transformers:/missing/minilm")
+
+
+def test_backend_options_reach_the_model_and_those_that_change_answers_key_it(monkeypatch):
+    import clio_hf.llm as llm_module
+
+    llm = load_llm("smollm2-135m", batch_size=4, chat_template_kwargs={"enable_thinking": False})
+    assert llm.batch_size == 4 and llm.chat_template_kwargs == {"enable_thinking": False}
+    assert llm.model_id == 'smollm2-135m {"chat_template_kwargs": {"enable_thinking": false}}'  # batch size: no effect
+    assert load_llm("smollm2-135m", batch_size=4).model_id == "smollm2-135m"
+
+    made = []
+    monkeypatch.setattr(llm_module, "TransformersLLM", lambda path, **options: made.append((path, options)) or
+                        type("Made", (), {"model_id": options["model_id"]})())
+    assert load_llm("HuggingFaceTB/SmolLM2-135M-Instruct").model_id == "transformers:HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert made == [("HuggingFaceTB/SmolLM2-135M-Instruct", {"model_id": "transformers:HuggingFaceTB/SmolLM2-135M-Instruct"})]
+    with pytest.raises(ValueError, match="Unknown LLM spec 'gpt-9000'"):  # a bare name is no org/name
+        load_llm("gpt-9000")
+
+
+def test_cli_llm_options_parse_json_values_and_dotted_keys():
+    from clio_hf.cli import _llm_options
+
+    assert _llm_options(["batch_size=8", "chat_template_kwargs.enable_thinking=false", "dtype=bfloat16",
+                         "chat_template_kwargs.reasoning_effort=low"]) == {
+        "batch_size": 8, "dtype": "bfloat16", "chat_template_kwargs": {"enable_thinking": False, "reasoning_effort": "low"}}
+    with pytest.raises(ValueError, match="write KEY=VALUE"):
+        _llm_options(["batch_size"])
+    with pytest.raises(ValueError, match="already set to a value"):
+        _llm_options(["a=1", "a.b=2"])

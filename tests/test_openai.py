@@ -1,6 +1,7 @@
 """The openai: backend against a real OpenAI-compatible server: `vllm serve` from the vLLM virtualenv, on loopback.
 
-Also a real HTTP server of our own that answers 429/503 first, for the retry path every hosted API exercises.
+Also a real HTTP server of our own that answers 429/503 first, for the retry path every hosted API exercises, and a
+TCP proxy that cuts connections mid-run, as a server restart does.
 """
 
 import importlib.util
@@ -114,6 +115,7 @@ def test_openai_backend_through_extract_facets(server):
     requests = [v for v in out["request"] if v is not None]
     assert len(requests) >= 4 and all(v.startswith(REQUEST.prefill) for v in requests)
     assert llm.usage["prompt_tokens"] > 0 and llm.usage["generated_tokens"] > 0 and llm.usage["choose_fallbacks"] == 0
+    assert llm.prefill == "continue"  # prefill="auto": the server's model list says vLLM, which continues a message
     # The server renders the same chat template: its prompt token count equals ours for the same prompt.
     before = llm.usage["prompt_tokens"]
     chat = _chats(TASK)[:1]
@@ -121,31 +123,105 @@ def test_openai_backend_through_extract_facets(server):
     assert llm.usage["prompt_tokens"] - before == llm.count_tokens(llm.tokenizer.apply_chat_template(chat[0], tokenize=False, continue_final_message=True))
 
 
-def test_openai_retry_through_a_server_restart_loses_and_duplicates_nothing(server):
+class OutageProxy:
+    """A TCP forwarder on loopback in front of the server. `outage(seconds)` cuts every open connection mid-request and
+    refuses new ones for that long: what a client sees of a server restart, without a second 75 s vLLM start."""
+
+    def __init__(self, target_port: int):
+        self.target_port, self.port = target_port, _free_port()
+        self.open: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        self._listen()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def _listen(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # the listener was closed: the outage began
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.open |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            self._close(end)
+
+    def _close(self, end: socket.socket) -> None:
+        with self.lock:
+            self.open.discard(end)
+        try:
+            end.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        end.close()
+
+    def outage(self, seconds: float) -> None:
+        self.listener.close()  # new connections are refused ...
+        with self.lock:
+            cut = list(self.open)
+        for end in cut:  # ... and those in flight are cut
+            self._close(end)
+        time.sleep(seconds)
+        self._listen()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_openai_retry_through_an_outage_loses_and_duplicates_nothing(server):
     chats = _chats(REQUEST)
     baseline = _llm(server, max_concurrency=2).generate(chats, max_new_tokens=12, stop=["</answer>"])
-    llm = _llm(server, max_concurrency=2, max_retries=40, backoff_s=0.5, max_backoff_s=5.0, timeout_s=60)
+    proxy = OutageProxy(server.port)
+    llm = OpenAILLM("clio", proxy.base_url, tokenizer=smollm2_checkpoint(), progress=False, max_concurrency=2,
+                    max_retries=40, timeout_s=60)
     box = {}
     worker = threading.Thread(target=lambda: box.update(out=llm.generate(chats, max_new_tokens=12, stop=["</answer>"])))
     worker.start()
     deadline = time.monotonic() + 300
     while llm.usage["answers"] == 0 and time.monotonic() < deadline:  # until the first answer is back
         time.sleep(0.02)
-    server.stop()
-    answered_before_stop = llm.usage["answers"]
-    server.start()
+    answered_before_outage = llm.usage["answers"]
+    proxy.outage(seconds=3)
     worker.join(timeout=600)
+    proxy.close()
     assert not worker.is_alive()
-    assert 0 < answered_before_stop < len(chats) and llm.usage["retries"] > 0  # the stop really fell mid-run
+    assert 0 < answered_before_outage < len(chats) and llm.usage["retries"] > 0  # the outage really fell mid-run
     assert llm.usage["answers"] == len(chats)  # one answer per prompt: none lost, none taken twice
     assert box["out"] == baseline  # each in its own slot, with the same greedy answer
 
 
 class _FlakyAPI(BaseHTTPRequestHandler):
-    """Answers 429 (with Retry-After), then 503, then a valid chat completion; records what it was sent."""
+    """Answers 429 (with Retry-After), then 503, then a valid chat completion; records what it was sent. Its model
+    list names `owner` as the model's owner, as vLLM ("vllm") and hosted APIs ("openai", "system") do."""
 
     script = []
     seen = []
+    owner = "vllm"
+
+    def do_GET(self):
+        data = json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "created": 0,
+                                                       "owned_by": type(self).owner}]}).encode()
+        self.send_response(200 if self.path.endswith("/models") else 404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -175,12 +251,12 @@ class _FlakyAPI(BaseHTTPRequestHandler):
 def test_openai_retries_429_and_5xx_and_never_logs_the_key(monkeypatch, caplog):
     secret = "sk-test-" + "7" * 24
     monkeypatch.setenv("OPENAI_API_KEY", secret)
-    _FlakyAPI.script, _FlakyAPI.seen = [429, 503], []
+    _FlakyAPI.script, _FlakyAPI.seen, _FlakyAPI.owner = [429, 503], [], "vllm"
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _FlakyAPI)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-        llm = OpenAILLM("m", url, tokenizer=smollm2_checkpoint(), backoff_s=0.01, progress=False)
+        llm = OpenAILLM("m", url, tokenizer=smollm2_checkpoint(), progress=False)
         with caplog.at_level(logging.DEBUG):
             out = llm.generate(_chats(REQUEST, TEXTS[:1]), max_new_tokens=8, stop=["</answer>"])
         assert out == [" write a poem"] and llm.usage["retries"] == 2 and len(_FlakyAPI.seen) == 3
@@ -192,5 +268,11 @@ def test_openai_retries_429_and_5xx_and_never_logs_the_key(monkeypatch, caplog):
             llm.generate(_chats(REQUEST, TEXTS[:1]), max_new_tokens=8)
         assert "retry" in caplog.text  # ... and the retries were logged ...
         assert secret not in caplog.text and secret not in repr(llm) and secret not in str(refused.value)  # ... never the key
+        _FlakyAPI.seen, _FlakyAPI.owner = [], "openai"  # a hosted API: no continue_final_message, the prefill in words
+        hosted = OpenAILLM("m", url, tokenizer=smollm2_checkpoint(), progress=False)
+        assert hosted.generate(_chats(REQUEST, TEXTS[:1]), max_new_tokens=8, stop=["</answer>"]) == [" write a poem"]
+        sent = _FlakyAPI.seen[-1][1]
+        assert hosted.prefill == "instruct" and "continue_final_message" not in sent
+        assert sent["messages"][-1]["role"] == "user" and "Begin your reply with exactly" in sent["messages"][-1]["content"]
     finally:
         httpd.shutdown()

@@ -133,6 +133,8 @@ def test_cli_help_lists_subcommands_and_bad_input_is_a_clear_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "clio_hf.cli", "--help"], capture_output=True, text=True, check=True).stdout
     for command in ("annotate", "view", "deploy-space"):
         assert command in out
+    version = subprocess.run([sys.executable, "-m", "clio_hf.cli", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"clio-hf {clio_hf.__version__}"
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     run = subprocess.run([sys.executable, "-m", "clio_hf.cli", "annotate", str(empty), "--out", str(tmp_path / "o")], capture_output=True, text=True)
@@ -162,18 +164,26 @@ def test_cli_sizes_facet_shards_and_maps_roles(tmp_path):
     base = [sys.executable, "-m", "clio_hf.cli", "annotate", str(rows), "--facets", "language", "--cache-dir", str(tmp_path / "runs")]
     run = subprocess.run([*base, "--out", str(tmp_path / "bad"), "--rows-per-shard", "1"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "message 2 has an unknown role" in run.stderr and "'tool'" in run.stderr, run.stderr
-    run = subprocess.run([*base, "--out", str(tmp_path / "out"), "--rows-per-shard", "1", "--roles", "tool=skip"],
-                         capture_output=True, text=True, timeout=120)
+    (tmp_path / "run.yaml").write_text("facets:\n  rows_per_shard: 7\nprivacy:\n  min_rows: 2\n  allowed_names: [Ada Lovelace]\n"
+                                       "conversation:\n  roles: [[tool, assistant]]\n")
+    run = subprocess.run([*base, "--out", str(tmp_path / "out"), "--config", str(tmp_path / "run.yaml"), "--rows-per-shard", "1",
+                          "--roles", "tool=skip"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     result = ClioResult.load(tmp_path / "out")
-    assert result.info["config"]["facets"]["rows_per_shard"] == 1
-    assert result.info["config"]["conversation"]["roles"] == [["tool", "skip"]]
+    config = result.info["config"]
+    assert config["facets"]["rows_per_shard"] == 1 and config["conversation"]["roles"] == [["tool", "skip"]]  # the options win
+    assert config["privacy"]["min_rows"] == 2 and config["privacy"]["allowed_names"] == ["Ada Lovelace"]  # the file's
+    assert config["privacy"]["min_users"] == 3  # neither: the default
     assert [[t["role"] for t in c] for c in result.data["conversation"]] == [["system", "user"]] * 3
-    assert "Language shard 3/3" in run.stderr  # one row a shard, each cached on its own
+    assert "Language shard" not in run.stderr  # no LLM is asked: one cached pass, no shards
     assert "3 rows (3 unique, 0 empty conversations)" in run.stdout and "Parse failures (null values): none" in run.stdout
     assert f"Saved to {tmp_path / 'out'}" in run.stdout and f"Next: clio-hf view {tmp_path / 'out'}" in run.stdout
     run = subprocess.run([*base, "--out", str(tmp_path / "zero"), "--rows-per-shard", "0"], capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "rows_per_shard must be at least 1" in run.stderr, run.stderr
+    (tmp_path / "typo.yaml").write_text("privacy:\n  min_rowz: 2\n")
+    run = subprocess.run([*base, "--out", str(tmp_path / "typo"), "--config", str(tmp_path / "typo.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Unknown setting(s) privacy.min_rowz" in run.stderr, run.stderr
 
 
 # ------------------------------------------------------------------------------------------ the real packaged models

