@@ -23,6 +23,7 @@ _EXPORTS = {
     "LENSES": "lenses", "Lens": "lenses", "explain_scores": "lenses",
     "LLM": "llm", "load_llm": "llm",
     "annotate": "pipeline",
+    "assign": "assign",
     "apply_privacy_gates": "privacy",
     "project_facets": "projection",
     "PROMPT_VERSION": "prompts",

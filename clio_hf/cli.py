@@ -107,6 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     summary.add_argument("--facet", help="clustered facet whose top-level clusters break the table down (default: the first)")
     summary.add_argument("--csv", default="summary.csv", help="where to write the table as CSV (default summary.csv; '' for none)")
 
+    assign = commands.add_parser("assign", help="place new rows under an existing result's tree (novel rows: cluster -2)")
+    assign.add_argument("result", help="a result folder (or Hub repo id) made by annotate")
+    assign.add_argument("dataset", help="the new rows: Hub dataset id or local path, with the result's input columns")
+    assign.add_argument("--out", required=True, help="folder for the updated result")
+    assign.add_argument("--overwrite", action="store_true", help="replace an earlier result in --out")
+    assign.add_argument("--split", default="train")
+    assign.add_argument("--limit", type=int, help="the first N new rows")
+    assign.add_argument("--cache-dir", help="where finished work is kept for resuming (default ~/.cache/clio_hf)")
+
     compare = commands.add_parser("compare", help="hierarchy nodes whose group mix differs most from the whole")
     compare.add_argument("dataset", help="result folder or Hub repo id")
     compare.add_argument("--group-column", help="the run's group column (checked against the run record)")
@@ -123,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        commands = {"annotate": _annotate, "push": _push, "view": _view, "deploy-space": _deploy, "summary": _summary, "compare": _compare}
+        commands = {"annotate": _annotate, "push": _push, "view": _view, "deploy-space": _deploy, "summary": _summary, "compare": _compare,
+                    "assign": _assign}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print(f"clio-hf {args.command}: interrupted; finished shards are cached, rerun the same command to resume.", file=sys.stderr)
@@ -239,6 +249,21 @@ def _annotate(args) -> int:
             raise RuntimeError(f"{error} The result is saved in {saved}; push it alone with: "
                                f"clio-hf push {saved} {args.push_to_hub}{' ' + flags if flags else ''}") from error
     print(_run_summary(result, out=args.out, pushed=args.push_to_hub))
+    return 0
+
+
+def _assign(args) -> int:
+    from .assign import assign
+    from .result import ClioResult
+
+    result = ClioResult.load(args.result)
+    _check_out(Path(args.out), args.dataset, overwrite=args.overwrite)
+    updated = assign(result, args.dataset, split=args.split, limit=args.limit, cache_dir=args.cache_dir)
+    updated.save_to_disk(args.out, overwrite=args.overwrite)
+    batch = updated.info["lineage"][-1]
+    novel = ", ".join(f"{facet} {count}" for facet, count in batch["novel"].items()) or "none"
+    print(f"Assigned {batch['rows']} new rows to the tree of {args.result} (novel, under no node: {novel}); "
+          f"{len(updated.data)} rows in all.\nSaved to {args.out}\nNext: clio-hf view {args.out}")
     return 0
 
 

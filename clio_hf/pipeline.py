@@ -20,6 +20,7 @@ from datasets.fingerprint import Hasher
 
 from . import __version__
 from . import columns as C
+from .assign import with_centroids
 from .checkpoint import JournaledLLM, without_journal
 from .cluster import cluster_facets, clustering_path, present_mask
 from .config import ClioConfig
@@ -180,6 +181,7 @@ def annotate(
                                     config=config.hierarchy, column_prefix=column_prefix),
         )
         without_journal(journal)
+        hierarchy = with_centroids(hierarchy, data, facets, column_prefix)  # what `assign` places new rows by
         if group_column is not None:
             hierarchy = count_groups(hierarchy, data, group_column=group_column, column_prefix=column_prefix)
 

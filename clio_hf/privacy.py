@@ -317,14 +317,15 @@ def row_column_rules(
 
 def withhold_rows(data: datasets.Dataset, hierarchy: datasets.Dataset, *, column_prefix: str = "",
                   row_text_columns: Sequence[str] = ()) -> datasets.Dataset:
-    """Rows under a withheld base cluster of a gated hierarchy get `<facet>_cluster = -1` and a null facet value,
+    """Rows under a withheld base cluster of a gated hierarchy, or novel (-2), get `<facet>_cluster = -1` and a null facet value,
     embedding and map position, since they describe what the withheld node described; `row_text_columns` (a lens's
     rationale, ...) are nulled in a row under a withheld node of any facet."""
     withheld: dict[str, set[int]] = {}
     for facet, node, level, published in zip(hierarchy["facet"], hierarchy["node_id"], hierarchy["level"], hierarchy[PUBLISHED]):
         if level == 0 and not published:
             withheld.setdefault(facet, set()).add(node)
-    facets = [f for f in withheld if f"{column_prefix}{f}_cluster" in data.column_names]
+    # a novel row (`<facet>_cluster = -2`, placed later by `assign`) is under no node, so it is hidden as well
+    facets = [f for f in dict.fromkeys(hierarchy["facet"]) if f"{column_prefix}{f}_cluster" in data.column_names]
     row_text_columns = [c for c in row_text_columns if c in data.column_names]
     if not facets:
         return data
@@ -333,7 +334,7 @@ def withhold_rows(data: datasets.Dataset, hierarchy: datasets.Dataset, *, column
         anywhere = [False] * len(batch[f"{column_prefix}{facets[0]}_cluster"])
         for facet in facets:
             cluster = f"{column_prefix}{facet}_cluster"
-            hidden = [c in withheld[facet] for c in batch[cluster]]
+            hidden = [c in withheld.get(facet, ()) or c == C.NOVEL_CLUSTER for c in batch[cluster]]
             anywhere = [a or h for a, h in zip(anywhere, hidden)]
             batch[cluster] = [-1 if h else c for h, c in zip(hidden, batch[cluster])]
             for suffix in ("", "_embedding", "_x", "_y"):

@@ -1,0 +1,89 @@
+"""New rows into an existing tree (`clio_hf.assign`): nearest base cluster or novel, the tree's counts recomputed, ids
+and names kept, novel rows hidden on a push. Real MiniLM embeddings; the names come from a test double (naming is
+not under test here), and the facet is given as a column, so no LLM answers are needed."""
+
+from __future__ import annotations
+
+import datasets
+import numpy as np
+import pytest
+
+import clio_hf
+from clio_hf.assign import NOVEL, assign, centroids_and_radii, nearest_or_novel, refresh_tree
+from clio_hf.facets import REQUEST, from_column
+from clio_hf.result import ClioResult
+from fakes import ScriptedLLM
+
+TOPICS = {
+    "python": ["How do I sort a list of dicts by a key in Python?", "Fix this Python error: KeyError in my dict loop",
+               "Write a Python function that reverses a string", "Why does my pandas merge duplicate rows in Python?",
+               "Explain Python list comprehensions with an example", "Read a CSV file in Python and sum a column",
+               "How do I install a Python package with pip?", "Write a Python script that renames files in a folder"],
+    "cooking": ["Give me a recipe for banana bread", "How long should I bake chicken thighs in the oven?",
+                "What can I cook with rice, eggs and spinach?", "Suggest a vegetarian lasagna recipe",
+                "How do I make a sourdough starter at home?", "Write a recipe for a quick tomato soup",
+                "How do I cook pasta so it is not sticky?", "Give me a recipe for chocolate chip cookies"],
+    "travel": ["Plan a three-day trip to Lisbon", "What should I pack for a week of hiking in Norway?",
+               "Which Japanese cities should I visit on a first trip?", "Is Iceland worth visiting in winter?",
+               "Make an itinerary for two days in Rome", "Cheap ways to travel across Europe by train",
+               "Plan a week-long road trip through California", "What should I see on a trip to Paris?"],
+}
+NEW_TOPIC = ["Which telescope should a beginner buy to see Saturn's rings?", "Explain how black holes form from stars",
+             "When is the next total solar eclipse visible in Europe?", "How far away is the Andromeda galaxy?"]
+CONFIG = clio_hf.ClioConfig(cluster=clio_hf.ClusterConfig(rows_per_base_cluster=6),
+                            privacy=clio_hf.PrivacyConfig(min_rows=2, audit=False, detect_pii=False))
+
+
+def _rows(texts: list[str], start: int = 0) -> datasets.Dataset:
+    return datasets.Dataset.from_dict({"id": [f"r{start + i}" for i in range(len(texts))], "text": texts})
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> ClioResult:
+    texts = [t for topic in TOPICS.values() for t in topic[:6]] * 2  # each text twice: a duplicate of every row
+    return clio_hf.annotate(_rows(texts), facets=[from_column(REQUEST, "text")], llm=ScriptedLLM(), embedder="minilm-l6",
+                            text_column="text", config=CONFIG, cache_dir=tmp_path_factory.mktemp("runs"))
+
+
+def test_nearest_cluster_or_novel_beyond_its_radius():
+    vectors = np.eye(4, dtype=np.float32)[[0, 0, 1, 1]] + np.array([0, 0, 0, 0.1], np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    centroids, radii = centroids_and_radii(vectors, np.ones(4, bool), np.array([0, 0, 1, 1]))
+    assert np.allclose(centroids, vectors[[0, 2]], atol=1e-6) and np.allclose(radii, 0.0, atol=1e-6)
+    radii = np.array([0.2, 0.2])
+    new = np.array([[1, 0.1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], dtype=np.float32)
+    new[:2] /= np.linalg.norm(new[:2], axis=1, keepdims=True)
+    assert nearest_or_novel(new, np.array([True, True, False]), centroids, radii).tolist() == [0, NOVEL, -1]
+
+
+def test_the_base_result_stores_what_assign_needs(base):
+    tree = base.hierarchy
+    base_nodes = [i for i, level in enumerate(tree["level"]) if level == 0]
+    assert all(tree["centroid"][i] is not None and tree["novelty_radius"][i] >= 0 for i in base_nodes)
+    assert all(tree["centroid"][i] is None for i in range(len(tree)) if i not in base_nodes)
+    again = refresh_tree(tree, base.data, [from_column(REQUEST, "text")], config=CONFIG, info=base.info)
+    assert again["size"] == tree["size"] and again["published"] == tree["published"]  # the same counts, recomputed
+
+
+def test_assign_places_new_rows_keeps_the_tree_and_hides_novel_rows_on_a_push(base, tmp_path):
+    new_texts = [text for topic in TOPICS.values() for text in topic[6:]] + NEW_TOPIC
+    updated = assign(base, _rows(new_texts, start=100), llm=ScriptedLLM(), cache_dir=tmp_path, text_column="text")
+    old = len(base.data)
+    assert len(updated.data) == old + len(new_texts) and updated.data["id"][old:] == [f"r{100 + i}" for i in range(len(new_texts))]
+    assert updated.data.select(range(old)).to_dict() == base.data.to_dict()  # the old rows as they were
+    clusters = updated.data["request_cluster"][old:]
+    assert sum(c == NOVEL for c in clusters[:6]) <= 1  # the known topics land in clusters ...
+    assert sum(c == NOVEL for c in clusters[6:]) >= 2  # ... the new topic's rows more often land nowhere
+    assert updated.hierarchy["node_id"] == base.hierarchy["node_id"] and updated.hierarchy["name"] == base.hierarchy["name"]
+    base_sizes = [s for s, level in zip(updated.hierarchy["size"], updated.hierarchy["level"]) if level == 0]
+    assert sum(base_sizes) == sum(c >= 0 for c in updated.data["request_cluster"])  # sizes count the new rows
+    lineage = updated.info["lineage"]
+    assert [b["run"] for b in lineage] == ["annotate", "assign"] and lineage[1]["novel"]["request"] >= 2
+    assert all(x is not None for x in updated.data["request_x"][old:])  # every new row is on the map
+    public = updated.for_publishing()
+    novel_rows = [old + i for i, c in enumerate(clusters) if c == NOVEL]
+    assert all(public.data["request"][i] is None and public.data["request_cluster"][i] == -1 for i in novel_rows)
+    with pytest.raises(ValueError, match="made with the embedder 'minilm-l6'"):
+        assign(base, _rows(new_texts), llm=ScriptedLLM(), embedder="sentence-transformers:/elsewhere", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="the new rows have the columns"):
+        assign(base, datasets.Dataset.from_dict({"text": ["hi"]}), llm=ScriptedLLM(), cache_dir=tmp_path)
