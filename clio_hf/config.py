@@ -161,6 +161,7 @@ class ProjectionConfig:
     place_neighbors: int = 3
     """How many nearest fitted vectors place a vector outside the fit sample."""
     transform_batch_size: int = 50_000
+    """Vectors placed per faiss search (the name is from when `UMAP.transform` placed them)."""
     seed: int = 0
 
 

@@ -3,10 +3,10 @@
 UMAP with the cosine metric, seeded, on the facet embeddings. Identical vectors (duplicates, repeated answers) are
 placed once and share their point, so repeated text neither distorts the neighbour graph nor costs time. For scale,
 UMAP is fitted on a seeded sample of `fit_rows` distinct vectors and every other vector is placed at the weighted mean
-of its nearest fitted vectors' points (faiss), so memory and fit time stay bounded however many rows there are. Below `min_umap_rows` distinct vectors, where UMAP's
-kernel compile would cost more than the map, a seeded t-SNE (cosine) draws it; below `min_neighbour_rows`, where a
-neighbour graph has too few points to mean anything, an exact PCA stands in (scikit-learn's, with a fixed sign per axis
-so it is deterministic).
+of its nearest fitted vectors' points (faiss), so memory and fit time stay bounded however many rows there are. Below
+`min_umap_rows` distinct vectors, where UMAP's kernel compile would cost more than the map, a seeded t-SNE (cosine)
+draws it; below `min_neighbour_rows`, where a neighbour graph has too few points to mean anything, an exact PCA stands
+in (scikit-learn's, with a fixed sign per axis so it is deterministic).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Shared fixtures. The real-model run is computed once and shared by every read-only test.
 
-It is saved under `~/.cache/clio_hf/test-results/<hash of the clio_hf sources>` (or `$CLIO_HF_CACHE`), so the test
+It is saved under `~/.cache/clio_hf/test-results/<hash of the clio_hf sources and this file>` (or `$CLIO_HF_CACHE`), so the test
 phases that CI runs as separate pytest invocations (core pipeline, Hub and Space) annotate only once, and a code
 change makes a new one.
 """
@@ -41,7 +41,7 @@ def kill_when_logged(cmd: list[str], log: Path, lines: int, *, timeout: float = 
 
 def _code_hash() -> str:
     digest = hashlib.sha256()
-    for path in sorted(PACKAGE.rglob("*.py")):
+    for path in [*sorted(PACKAGE.rglob("*.py")), Path(__file__)]:  # this file too: it holds the run's config
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

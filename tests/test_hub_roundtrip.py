@@ -203,6 +203,10 @@ def test_a_hub_source_is_keyed_by_its_commit(hub_server, hub_env, tmp_path):
     proc = run_hub_client(CLI, env, "annotate", "me/source", "--facets", "language", "--out", str(tmp_path / "four"),
                           "--revision", "no-such-branch", *cache, check=False)
     assert proc.returncode == 2 and "has no revision 'no-such-branch'" in proc.stderr
+    # a private or gated dataset answers as a missing one does without a token: say how to log in
+    proc = run_hub_client(CLI, env, "annotate", "me/not-visible", "--facets", "language", "--out", str(tmp_path / "five"),
+                          *cache, check=False)
+    assert proc.returncode == 2 and "hf auth login" in proc.stderr and "HF_TOKEN" in proc.stderr, proc.stderr
 
 
 def test_a_push_is_checked_before_the_work_and_a_failed_push_says_how_to_retry(hub_server, hub_env, tmp_path):
