@@ -21,6 +21,7 @@ import pyarrow as pa
 from datasets.fingerprint import Hasher
 
 from . import columns as C
+from .checkpoint import materialise
 from .cluster import embedding_matrix
 from .config import ClioConfig
 from .conversations import to_conversations
@@ -93,12 +94,10 @@ def assign(
     if sorted(raw.column_names) != sorted(expected):
         raise ValueError(f"assign: the new rows have the columns {raw.column_names}; the result's rows have {expected}.")
     workdir = Path(cache_dir or cache_root()) / "runs" / "assign" / Hasher.hash([raw._fingerprint, info.get("created_at"), PROMPT_VERSION])
-    workdir.mkdir(parents=True, exist_ok=True)
-    conversations = to_conversations(raw, llm, config=config.conversation, conversation_column=conversation_column,
-                                     text_column=text_column, columns=columns, column_prefix=prefix)
-    if not (workdir / "conversations" / "state.json").exists():
-        conversations.save_to_disk(workdir / "conversations")
-    conversations = datasets.load_from_disk(str(workdir / "conversations"))  # a stable cache folder: shards resume
+    # kept on disk: a rerun skips this and finds the facet shards under the same stable cache folder
+    conversations = materialise(workdir / "conversations", lambda: to_conversations(
+        raw, llm, config=config.conversation, conversation_column=conversation_column, text_column=text_column,
+        columns=columns, column_prefix=prefix))
     new = extract_facets(conversations, llm, facets=facets, config=config.facets, column_prefix=prefix)
     if embedder is not None:
         new = embed_facets(new, embedder, facets=facets, config=config.embed, column_prefix=prefix)
@@ -221,9 +220,9 @@ def refresh_tree(hierarchy: datasets.Dataset, data: datasets.Dataset, facets: Se
             parent, child = sums[(node["facet"], node["parent_id"])], sums[(node["facet"], node["node_id"])]
             sums[(node["facet"], node["parent_id"])] = [a + b for a, b in zip(parent, child)]
     keyed = [sums[(n["facet"], n["node_id"])] for n in nodes]
-    tree = _replace(hierarchy, "size", [int(s[0]) for s in keyed], datasets.Value("int64"))
+    tree = C.replace_column(hierarchy, "size", [int(s[0]) for s in keyed], datasets.Value("int64"))
     for k, f in enumerate(numeric):
-        tree = _replace(tree, C.mean_column(f), [s[1 + 2 * k] / s[2 + 2 * k] if s[2 + 2 * k] else None for s in keyed],
+        tree = C.replace_column(tree, C.mean_column(f), [s[1 + 2 * k] / s[2 + 2 * k] if s[2 + 2 * k] else None for s in keyed],
                         hierarchy.features[C.mean_column(f)])
     group_column = info.get("group_column")
     if group_column is not None and C.GROUP_COUNTS in tree.column_names:
@@ -266,10 +265,6 @@ def _originals(data: datasets.Dataset, prefix: str) -> np.ndarray:
     """Rows that are not a copy of an earlier row: a duplicate would sit at distance 0 from its twin and shrink radii."""
     column = prefix + C.DUPLICATE_OF
     return np.asarray(data[column]) < 0 if column in data.column_names else np.ones(len(data), dtype=bool)
-
-
-def _replace(ds: datasets.Dataset, name: str, values: list, feature) -> datasets.Dataset:
-    return (ds.remove_columns(name) if name in ds.column_names else ds).add_column(name, values, feature=feature)
 
 
 def _describe(source) -> str:

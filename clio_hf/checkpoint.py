@@ -1,4 +1,4 @@
-"""LLM calls remembered on disk, so that a stage killed midway resumes without asking the model again.
+"""Work kept on disk, so that a stage killed midway resumes: finished datasets (`materialise`) and LLM calls.
 
 `build_hierarchy` names clusters in many calls whose prompts follow from the data, the config and the seeds alone,
 so a rerun sends exactly the calls of the first run, in the same order. `JournaledLLM` appends each finished call's
@@ -12,7 +12,11 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
+
+import datasets
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +75,22 @@ def without_journal(path: str | os.PathLike) -> None:
     """Remove a journal once the stage's result is saved: it is only needed to resume."""
     Path(path).unlink(missing_ok=True)
 
+
+def materialise(path: Path, compute) -> datasets.Dataset:
+    """Load what an earlier run saved at `path`, or compute and save it (atomically), then load it from disk.
+
+    Loading from disk gives the dataset a stable fingerprint and cache directory, which the later stages' per-shard
+    caches are keyed on.
+    """
+    if not (path / "state.json").exists():
+        result = compute()
+        if len(result) == 0:  # nothing to resume, and `load_from_disk` cannot read a dataset saved with no shards
+            return result
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=".staging-"))
+        result.save_to_disk(staging)
+        try:
+            staging.rename(path)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return datasets.load_from_disk(str(path))

@@ -93,3 +93,10 @@ def require_columns(ds: datasets.Dataset, columns: Iterable[str], stage: str) ->
             f"{stage}: the dataset has no column(s) {missing}. Available columns: {ds.column_names}. "
             "Run the earlier stages first (to_conversations, extract_facets, embed_facets, cluster_facets)."
         )
+
+
+def replace_column(ds: datasets.Dataset, name: str, values: list, feature) -> datasets.Dataset:
+    """`ds` with column `name` set to `values` (added at the end, or replacing a column of that name)."""
+    if name in ds.column_names:
+        ds = ds.remove_columns(name)
+    return ds.add_column(name, values, feature=feature)

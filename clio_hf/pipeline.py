@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ from datasets.fingerprint import Hasher
 from . import __version__
 from . import columns as C
 from .assign import with_centroids
-from .checkpoint import JournaledLLM, without_journal
+from .checkpoint import JournaledLLM, materialise, without_journal
 from .cluster import cluster_facets, clustering_path, present_mask
 from .config import ClioConfig
 from .conversations import source_columns, to_conversations
@@ -117,7 +115,7 @@ def annotate(
     workdir = Path(cache_dir or cache_root()) / "runs" / run_key
 
     with _timed(timings, "load"):
-        raw = _materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed,
+        raw = materialise(workdir / "source", lambda: load_source(source, split=split, limit=limit, sample=sample, seed=seed,
                                                                    stream=stream, revision=source_revision,
                                                                    name=subset, data_files=data_files))
         C.check_no_collisions(raw.column_names, facets, column_prefix)
@@ -137,7 +135,7 @@ def annotate(
 
     with _timed(timings, "conversations"):
         conv_key = Hasher.hash([raw._fingerprint, config.conversation, llm.model_id if llm else None, conversation_column, text_column, columns, column_prefix])
-        conversations = _materialise(
+        conversations = materialise(
             workdir / f"conversations-{conv_key}",
             lambda: to_conversations(raw, llm, config=config.conversation, conversation_column=conversation_column,
                                      text_column=text_column, columns=columns, column_prefix=column_prefix),
@@ -175,7 +173,7 @@ def annotate(
                                 embedder.model_id if embedder else None, PROMPT_VERSION, tree_config, column_prefix])
         # Finished naming calls are journaled as they return, so a run killed while naming resumes where it stopped.
         journal = workdir / f"naming-{tree_key}.jsonl"
-        hierarchy = _materialise(
+        hierarchy = materialise(
             workdir / f"hierarchy-{tree_key}",
             lambda: build_hierarchy(data, JournaledLLM(llm, journal) if llm else llm, embedder, facets=facets,
                                     config=config.hierarchy, column_prefix=column_prefix),
@@ -190,7 +188,7 @@ def annotate(
         usage_before = dict(getattr(llm, "usage", None) or {})
         gates_key = Hasher.hash([tree_key, config.privacy, user_column, llm.model_id if llm and audit else None,
                                  AUDIT_PROMPT_VERSION, PII_VERSION])
-        hierarchy = _materialise(
+        hierarchy = materialise(
             workdir / f"privacy-{gates_key}",
             lambda: apply_privacy_gates(hierarchy, data, llm if audit else None, config=replace(config.privacy, audit=audit),
                                         user_column=user_column, column_prefix=column_prefix),
@@ -242,7 +240,7 @@ def _project(data, workdir: Path, conversations, facets, llm, embedder, config: 
     key = Hasher.hash([conversations._fingerprint, [f.to_dict() for f in facets], llm.model_id if llm else None,
                        embedder.model_id if embedder else None, PROMPT_VERSION, config.facets, config.embed,
                        config.projection, prefix])
-    coordinates = _materialise(
+    coordinates = materialise(
         workdir / f"projection-{key}",
         lambda: project_facets(data, facets=facets, config=config.projection, column_prefix=prefix).select_columns(columns),
     )
@@ -269,26 +267,6 @@ def _broadcast_to_duplicates(conversations: datasets.Dataset, unique: datasets.D
     source_rows = np.where(duplicate_of < 0, np.arange(len(duplicate_of)), duplicate_of)
     values = unique.select_columns(added).select(position[source_rows]).flatten_indices()
     return datasets.concatenate_datasets([conversations, values], axis=1)
-
-
-def _materialise(path: Path, compute) -> datasets.Dataset:
-    """Load what an earlier run saved at `path`, or compute and save it (atomically), then load it from disk.
-
-    Loading from disk gives the dataset a stable fingerprint and cache directory, which the later stages' per-shard
-    caches are keyed on.
-    """
-    if not (path / "state.json").exists():
-        result = compute()
-        if len(result) == 0:  # nothing to resume, and `load_from_disk` cannot read a dataset saved with no shards
-            return result
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=".staging-"))
-        result.save_to_disk(staging)
-        try:
-            staging.rename(path)
-        except OSError:
-            shutil.rmtree(staging, ignore_errors=True)
-    return datasets.load_from_disk(str(path))
 
 
 def _source_identity(source, revision: str | None = None) -> str:

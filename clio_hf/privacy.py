@@ -124,7 +124,7 @@ def count_users(hierarchy: datasets.Dataset, data: datasets.Dataset, *, user_col
         if node["parent_id"] is not None:
             under[(node["facet"], node["parent_id"])] |= under[(node["facet"], node["node_id"])]
     counts = [len(under[(n["facet"], n["node_id"])]) for n in nodes]
-    return _replace_column(hierarchy, NUM_USERS, counts, datasets.Value("int64"))
+    return C.replace_column(hierarchy, NUM_USERS, counts, datasets.Value("int64"))
 
 
 def scan_personal_data(hierarchy: datasets.Dataset, *, config: PrivacyConfig = PrivacyConfig()) -> datasets.Dataset:
@@ -133,7 +133,7 @@ def scan_personal_data(hierarchy: datasets.Dataset, *, config: PrivacyConfig = P
     kinds = find_personal_data(texts, allowed_names=config.allowed_names)
     logger.info("scan_personal_data: %d of %d nodes name personal data %s", sum(map(bool, kinds)), len(kinds),
                 dict(Counter(k for found in kinds for k in found)))
-    return _replace_column(hierarchy, PII, [",".join(k) or None for k in kinds], datasets.Value("string"))
+    return C.replace_column(hierarchy, PII, [",".join(k) or None for k in kinds], datasets.Value("string"))
 
 
 def audit_privacy(hierarchy: datasets.Dataset, llm: LLM, *, config: PrivacyConfig = PrivacyConfig()) -> datasets.Dataset:
@@ -151,7 +151,7 @@ def audit_privacy(hierarchy: datasets.Dataset, llm: LLM, *, config: PrivacyConfi
     unrated = sum(s is None for s in scores)
     logger.info("audit_privacy: %d nodes (%d distinct texts) rated, %d unrated; ratings %s",
                 len(scores), len(distinct), unrated, dict(sorted(Counter(s for s in scores if s).items())))
-    return _replace_column(hierarchy, PRIVACY_SCORE, scores, datasets.Value("int64"))
+    return C.replace_column(hierarchy, PRIVACY_SCORE, scores, datasets.Value("int64"))
 
 
 CONTENT_FREE = ("N/A", "N/A")
@@ -214,9 +214,9 @@ def mark_published(hierarchy: datasets.Dataset, *, config: PrivacyConfig = Priva
             published_below[(node["facet"], node["parent_id"])] += node["size"]
     withheld = [(n["size"] - published_below[(n["facet"], n["node_id"])] if n["level"] > 0 else 0) if n["published"] else n["size"]
                 for n in nodes]
-    hierarchy = _replace_column(hierarchy, PUBLISHED, [n["published"] for n in nodes], datasets.Value("bool"))
-    hierarchy = _replace_column(hierarchy, WITHHELD_BY, [n["withheld_by"] for n in nodes], datasets.Value("string"))
-    return _replace_column(hierarchy, WITHHELD_SIZE, withheld, datasets.Value("int64"))
+    hierarchy = C.replace_column(hierarchy, PUBLISHED, [n["published"] for n in nodes], datasets.Value("bool"))
+    hierarchy = C.replace_column(hierarchy, WITHHELD_BY, [n["withheld_by"] for n in nodes], datasets.Value("string"))
+    return C.replace_column(hierarchy, WITHHELD_SIZE, withheld, datasets.Value("int64"))
 
 
 def withheld_counts(hierarchy: datasets.Dataset) -> dict[str, dict[str, int]]:
@@ -346,9 +346,3 @@ def withhold_rows(data: datasets.Dataset, hierarchy: datasets.Dataset, *, column
         return batch
 
     return data.map(hide, batched=True, desc="Withholding rows", features=data.features)
-
-
-def _replace_column(ds: datasets.Dataset, name: str, values: list, feature) -> datasets.Dataset:
-    if name in ds.column_names:
-        ds = ds.remove_columns(name)
-    return ds.add_column(name, values, feature=feature)
