@@ -23,6 +23,7 @@ HIERARCHY_FEATURES = datasets.Features(
         "summary": datasets.Value("string"),
         "name_source": datasets.Value("string"),
         "size": datasets.Value("int64"),
+        "name_score": datasets.Value("float64"),
     }
 )
 

@@ -93,18 +93,27 @@ class HierarchyConfig:
     outside_samples: int = 6
     """Nearest non-member values shown as contrast."""
     name_samples: int = 3
-    """Naming prompts per cluster (first greedy, then seeded samples); the answer nearest the group wins."""
+    """Naming prompts per node (first greedy, then seeded samples); every usable answer is a name candidate."""
     name_max_new_tokens: int = 48
     sample_temperature: float = 0.8
     max_top_nodes: int = 10
+    """The top level takes the number of nodes, from 2 up to this, whose grouping separates best (silhouette)."""
     branching: int = 4
     """Target children per parent when sizing levels geometrically."""
+    contrast_neighbors: int = 4
+    """Nearest sibling nodes a name candidate must sit farther from than from its own node's members."""
+    filler_penalty: float = 0.2
+    """Subtracted from the score of a name made only of generic words ("Various user questions")."""
+    keyphrase_terms: int = 3
+    """Keyphrase name candidates use the node's top 1, 2, ... this many terms."""
     neighborhood_size: int = 40
-    """Clusters per neighbourhood when proposing parent names."""
+    """Unused since parents are grouped by embeddings (kept so that older configs load)."""
     outside_neighbors: int = 3
+    """Unused, as `neighborhood_size`."""
     assign_samples: int = 3
-    """Shuffled-candidate votes per child when assigning parents."""
+    """Unused, as `neighborhood_size`."""
     max_candidates: int = 9
+    """Unused, as `neighborhood_size`."""
     max_levels: int = 6
     seed: int = 0
 

@@ -125,7 +125,7 @@ def facet_plan(conversations: list[list[dict]], facets: list[Facet], llm: LLM, c
 
 
 def naming_plan(rows: int, facets: list[Facet], llm: LLM, config: ClioConfig) -> StagePlan:
-    """Naming, parent proposals, assignments and parent renaming, sized like `cluster_facets`/`build_hierarchy`."""
+    """Naming base clusters and renaming parents, sized like `cluster_facets`/`build_hierarchy`."""
     h = config.hierarchy
     answer = "The user's overall request for the assistant is to " + "do a typical thing with some details " * 2
     count = tokens = 0
@@ -135,14 +135,12 @@ def naming_plan(rows: int, facets: list[Facet], llm: LLM, config: ClioConfig) ->
         count += base * h.name_samples
         tokens += base * h.name_samples * name_tokens
         children = base
-        for target in level_targets(base, h):
-            hoods = max(1, round(children / h.neighborhood_size))
-            group = [("A group name of some words", "A summary sentence of the group of conversations.")] * min(children, h.neighborhood_size)
-            propose = prompt_tokens(llm, prompts.propose_parents_prompt(facet, group, target))[0]
-            assign = prompt_tokens(llm, prompts.assign_parent_prompt(group[0], ["A parent category name"] * h.max_candidates))[0]
-            rename = prompt_tokens(llm, prompts.rename_parent_prompt(facet, [g[0] for g in group[: h.branching]]))[0]
-            count += hoods + children * h.assign_samples + target * h.name_samples
-            tokens += hoods * propose + children * h.assign_samples * assign + target * h.name_samples * rename
+        for target in level_targets(base, h):  # parents are grouped by embeddings; only their renaming asks the LLM
+            target = min(target, h.max_top_nodes)
+            group = ["A group name of some words"] * min(children, h.branching)
+            rename = prompt_tokens(llm, prompts.rename_parent_prompt(facet, group))[0]
+            count += target * h.name_samples
+            tokens += target * h.name_samples * rename
             children = target
     new_tokens = count * h.name_max_new_tokens
     return StagePlan("build_hierarchy", count, tokens, tokens, new_tokens, exact=False)

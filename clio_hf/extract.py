@@ -229,15 +229,21 @@ def facet_batch_values(llm: LLM | None, facets: Sequence[Facet], batch: dict, in
         values[rationale_column(lens)] = rationales(llm, lens, texts, values[lens.column], rows, config)
     open_facets = [f for f in asked if f.column not in values]
     if open_facets:
-        values.update(_generate_with_retries(llm, open_facets, chats, rows, config))
+        values.update(_generate_with_retries(llm, open_facets, chats, rows, config, conversations))
     return {key: values[key] for f in facets for key, _ in facet_outputs(f).values()}
 
 
 def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, list], rows: list[int],
-                           config: FacetConfig) -> dict[str, list]:
-    """Greedy answers to every (facet, row), then seeded re-samples of the unparseable ones, `max_retries` times."""
+                           config: FacetConfig, conversations: Sequence) -> dict[str, list]:
+    """Greedy answers to every (facet, row), then seeded re-samples of the unusable ones, `max_retries` times.
+
+    An answer that invents content or echoes our instructions is re-asked like an unparseable one; if every attempt
+    did so, the value is the user's own opening words, marked `prompts.USERS_WORDS` (counted in the run record).
+    Unparseable to the end stays null.
+    """
     values = {f.column: [None] * len(rows) for f in facets}
     pending = [(f, i) for f in facets for i in range(len(rows))]
+    ungrounded: set[tuple[str, int]] = set()
     for attempt in range(config.max_retries + 1):
         if not pending:
             break
@@ -252,13 +258,19 @@ def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, l
         still = []
         for (facet, i), text in zip(pending, outputs):
             value = _parse(facet, text, chats[facet.column][i])
-            if value is None:
+            if value is None or value is _UNGROUNDED:
                 still.append((facet, i))
+                (ungrounded.add if value is _UNGROUNDED else ungrounded.discard)((facet.column, i))
             else:
                 values[facet.column][i] = value
         if still and attempt < config.max_retries:
             logger.debug("re-sampling %d unparseable answers (attempt %d)", len(still), attempt + 1)
         pending = still
+    for facet, i in [(f, i) for f, i in pending if (f.column, i) in ungrounded]:
+        own_words = prompts.users_own_words(conversations[i])
+        if own_words:
+            values[facet.column][i] = prompts.join_prefill(facet.prefill, own_words)
+            pending.remove((facet, i))
     if pending and config.on_error == "raise":
         facet, i = pending[0]
         raise ValueError(f"extract_facets: row {rows[i]}, facet {facet.name!r}: no parseable answer after "
@@ -285,9 +297,14 @@ def _parse(facet: Facet, text: str, chat: list):
     if facet.numeric:
         return prompts.parse_numeric(text, facet)
     answer = prompts.parse_open_answer(text)
-    if answer is None or prompts.echoes_instructions(answer, chat):
+    if answer is None:
         return None
+    if prompts.echoes_instructions(answer, chat) or prompts.invents_content(answer, chat):
+        return _UNGROUNDED
     return prompts.join_prefill(facet.prefill, answer)
+
+
+_UNGROUNDED = object()  # `_parse`: an answer that reads well but is not about the conversation
 
 
 def _cached(shard: datasets.Dataset, fingerprint: str) -> bool:

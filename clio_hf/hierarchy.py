@@ -1,12 +1,15 @@
-"""Stage 5: `build_hierarchy` names the base clusters contrastively and builds the multi-level tree.
+"""Stage 5: `build_hierarchy` names the base clusters and builds the multi-level tree above them.
 
-Per clustered facet, after the Clio paper: each base cluster is named from a sample of its values and the nearest
-values outside it (several samples; the answer nearest the cluster's centroid wins). Then, level by level, with level
-sizes shrinking geometrically towards `max_top_nodes`: neighbourhoods of similar clusters get LLM-proposed parent
-names, near-duplicate names merge, every child picks one parent by a vote over shuffled candidate lists (the LLM
-chooses a number, so even a tiny model gives a valid answer), and each parent is renamed from its children. Every
-level must shrink and the number of levels is capped, so the loop always ends; whatever the LLM fails to name gets a
-deterministic name marked `name_source="fallback"`.
+Per clustered facet. Each base cluster gets name candidates: the LLM's proposals from a sample of its values and the
+nearest values outside it (after the Clio paper; greedy plus seeded samples), its keyphrases (class-based TF-IDF terms
+that at least `min_rows` rows of the facet contain) and a value that many rows share word for word. Every candidate
+is scored by how much closer it sits to the cluster's members than to the nearest other clusters' members, minus a
+penalty for filler, and the best one wins; its score is kept (`name_score`). Parents are found by Ward's agglomerative
+clustering of their children's centroids, level by level, with level sizes shrinking geometrically; the top level takes the number of
+nodes (up to `max_top_nodes`) whose grouping separates best. Each parent is then named the same way from the LLM's
+proposals given its children's names and from the keyphrases of all the rows under it. On the quality benchmark this
+grouping beat the LLM's proposed categories and votes (docs/quality.md). A node the LLM could not name is named by its
+keyphrases, marked `name_source="fallback"`: never a placeholder, never one member's words.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -24,26 +26,30 @@ from datasets.utils import tqdm  # honours datasets.disable_progress_bars()
 
 from . import columns as C
 from . import prompts
-from .cluster import embedding_matrix, kmeans, nearest
+from .cluster import embedding_matrix
 from .config import HierarchyConfig
 from .embed import Embedder, normalise
 from .facets import MAIN_FACETS, Facet
-from .llm import LLM, ChatPrompt
+from .keyphrases import Keyphrases, phrase_name, phrase_summary
+from .llm import LLM
 
 logger = logging.getLogger(__name__)
+
+# Keys cached trees: bump when a change to this module changes the names or the shape of a tree.
+NAMING_VERSION = 2
+
+# Where a node's name came from: the LLM; a keyphrase or a shared value that outscored the LLM's; a keyphrase because
+# the LLM gave nothing usable.
+NAME_SOURCES = ("llm", "keyphrase", "shared_value", "fallback")
+
+_SILHOUETTE_TOLERANCE = 0.05
+
+# Keyphrases per node: shown to the LLM as a hint and used for keyphrase name candidates.
+_TERMS = 5
 
 # Items named per chunk: the transformers backend keeps 32 prompt heads, so a chunk's heads are all still cached when
 # its samples run.
 _NAMING_CHUNK = 16
-
-
-@dataclass
-class _Candidates:
-    """Proposed parent names of one level, with the child positions each may adopt and the names' embeddings."""
-
-    names: list[str]
-    sources: list[set[int]]
-    vectors: np.ndarray
 
 
 @dataclass
@@ -57,6 +63,8 @@ class _Node:
     children: list[int] = field(default_factory=list)
     parent: int | None = None
     node_id: int = -1
+    vector_sum: np.ndarray | None = None  # sum of its rows' embeddings: centroids and name scores at every level
+    name_score: float | None = None
 
 
 def build_hierarchy(
@@ -67,6 +75,7 @@ def build_hierarchy(
     facets: Sequence[Facet] = MAIN_FACETS,
     config: HierarchyConfig = HierarchyConfig(),
     column_prefix: str = "",
+    min_rows: int = 5,
 ) -> datasets.Dataset:
     """The companion dataset: one row per node of every clustered facet's tree (columns in the contract).
 
@@ -75,6 +84,8 @@ def build_hierarchy(
         llm: names clusters and assigns parents.
         embedder: embeds names to pick among samples, for neighbourhoods and for name dedup.
         facets: the facets of the run; numeric ones give `<facet>_mean` columns.
+        min_rows: a keyphrase or a shared value may become a name only when at least this many rows hold it (the
+            privacy gates' `min_rows`).
     """
     clustered = [f for f in facets if f.clustered]
     needed = [c for f in clustered for c in (C.facet_column(f, column_prefix), C.embedding_column(f, column_prefix), C.cluster_column(f, column_prefix))]
@@ -85,7 +96,7 @@ def build_hierarchy(
         features[C.mean_column(facet)] = datasets.Value("float64")
     rows = []
     for facet in clustered:
-        tree = _FacetTree(ds, llm, embedder, facet, numeric, config, column_prefix)
+        tree = _FacetTree(ds, llm, embedder, facet, numeric, config, column_prefix, min_rows)
         rows += tree.rows()
         logger.info("build_hierarchy: %s -> %d nodes, %d fallback names", facet.name, len(tree.nodes), tree.fallbacks)
     return datasets.Dataset.from_list(rows, features=features) if rows else _empty(features)
@@ -114,8 +125,9 @@ def level_targets(num_base: int, config: HierarchyConfig) -> list[int]:
 
 
 class _FacetTree:
-    def __init__(self, ds, llm, embedder, facet: Facet, numeric: Sequence[Facet], config: HierarchyConfig, prefix: str):
-        self.llm, self.embedder, self.facet, self.config = llm, embedder, facet, config
+    def __init__(self, ds, llm, embedder, facet: Facet, numeric: Sequence[Facet], config: HierarchyConfig, prefix: str,
+                 min_rows: int):
+        self.llm, self.embedder, self.facet, self.config, self.min_rows = llm, embedder, facet, config, min_rows
         self.forbidden = prompts.prompt_examples(facet)
         self.fallbacks = 0
         # `[:]` reads a column in one pass; indexing a `datasets` Column row by row costs a table slice per row
@@ -130,19 +142,21 @@ class _FacetTree:
         self.answers: list[str] = []
         answer_rows: list[int] = []
         seen: dict[str, int] = {}
-        self.answer_of_row = np.full(len(ds), -1)
+        answer_of_row = np.full(len(ds), -1)
         for row in np.flatnonzero((labels >= 0) & originals):
             answer = prompts.strip_prefill(values[row], facet.prefill)
             if answer not in seen:
                 seen[answer] = len(self.answers)
                 self.answers.append(answer)
                 answer_rows.append(row)
-            self.answer_of_row[row] = seen[answer]
+            answer_of_row[row] = seen[answer]
         if len(answer_rows) == len(vectors):  # every row its own answer (rows ascend): no second copy of the matrix
             self.answer_vectors = vectors
         else:
             self.answer_vectors = vectors[answer_rows] if answer_rows else np.zeros((0, vectors.shape[1]), np.float32)
         self.answer_labels = labels[answer_rows]
+        self.rows_per_answer = np.bincount(answer_of_row[answer_of_row >= 0], minlength=len(self.answers))
+        self.keyphrases = Keyphrases(self.answers, self.rows_per_answer, min_rows=min_rows)
         self.nodes: list[_Node] = []
         self._build_base(labels, vectors)
         self._build_levels()
@@ -150,173 +164,178 @@ class _FacetTree:
     # ------------------------------------------------------------------------------------------------ base level
     def _build_base(self, labels: np.ndarray, vectors: np.ndarray) -> None:
         num_base = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
-        centroids, insides = [], []
+        insides = []
         rows_of, members_of = _group_by_label(labels, num_base), _group_by_label(self.answer_labels, num_base)
         for cluster in range(num_base):
             rows = rows_of[cluster]
             sums = {col: _sum_count(vals[r] for r in rows) for col, vals in self.numeric_values.items()}
-            self.nodes.append(_Node(0, "", "", "", len(rows), sums))
-            centroid = normalise(vectors[rows].mean(axis=0, keepdims=True))[0]
-            centroids.append(centroid)
+            self.nodes.append(_Node(0, "", "", "", len(rows), sums, vector_sum=vectors[rows].sum(axis=0), node_id=cluster))
             rng = self._rng(0, cluster)
             insides.append([self.answers[i] for i in rng.permutation(members_of[cluster])[: self.config.inside_samples]])
-        self.base_centroids = np.asarray(centroids, dtype=np.float32).reshape(num_base, -1)
+        self.base_centroids = self._centroids(list(range(num_base)))
         outsides = [[self.answers[i] for i in nearest_answers]
                     for nearest_answers in _nearest_outside(self.answer_vectors, members_of, self.base_centroids, self.config.outside_samples)]
 
+        terms = self.keyphrases.top(self.answer_labels, num_base, count=_TERMS)
+
         def prompt(cluster: int):
-            return prompts.cluster_name_prompt(self.facet, insides[cluster], outsides[cluster])
+            return prompts.cluster_name_prompt(self.facet, insides[cluster], outsides[cluster], terms[cluster])
 
-        named = self._name_with_samples(list(range(num_base)), prompt, level=0, targets=self.base_centroids)
-        for cluster, answer in enumerate(named):
-            node = self.nodes[cluster]
-            node.node_id = cluster
-            if answer is None:
-                central = self.answers[self._central_answer(cluster)] if len(insides[cluster]) else "no value"
-                node.name, node.summary, node.name_source = prompts.fallback_name(central), prompts.fallback_summary(central, node.size), "fallback"
-                self.fallbacks += 1
-            else:
-                node.name, node.summary, node.name_source = answer[0], answer[1] or prompts.fallback_summary(insides[cluster][0], node.size), "llm"
+        proposals = [[(name, None if summary and prompts.copies_member(summary, shown) else summary)
+                      for name, summary in answers if not prompts.copies_member(name, shown)]
+                     for answers, shown in zip(self._sample_names(list(range(num_base)), prompt, level=0),
+                                               (i + o for i, o in zip(insides, outsides)))]
+        shared = [self._shared_value(members_of[cluster]) for cluster in range(num_base)]
+        self._choose_names(list(range(num_base)), proposals, terms, extra=shared)
 
-    def _central_answer(self, cluster: int) -> int:
-        members = np.flatnonzero(self.answer_labels == cluster)
-        return int(members[np.argmax(self.answer_vectors[members] @ self.base_centroids[cluster])])
+    def _shared_value(self, members: np.ndarray) -> list[tuple[str, str | None, str]]:
+        """The cluster's most common value as a name candidate, only when `min_rows` rows share it word for word."""
+        if not len(members):
+            return []
+        top = members[int(np.argmax(self.rows_per_answer[members]))]
+        name = prompts.clean_name(self.answers[top], self.forbidden) if self.rows_per_answer[top] >= self.min_rows else None
+        return [(name, None, "shared_value")] if name and len(name.split()) <= 10 else []
 
     # ------------------------------------------------------------------------------------------------ upper levels
     def _build_levels(self) -> None:
         current = list(range(len(self.nodes)))
-        for level, target in enumerate(level_targets(len(current), self.config), start=1):
+        self.node_of_base = np.arange(len(current))  # each base cluster's ancestor at the level being built
+        targets = level_targets(len(current), self.config)
+        for level, target in enumerate(targets, start=1):
             target = min(target, len(current) - 1)  # an earlier level may have shrunk more than planned
             if target < 1:
                 break
-            current = self._build_level(current, level, target)
-
-    def _build_level(self, children: list[int], level: int, target: int) -> list[int]:
-        child_vectors = self._node_vectors(children)
-        candidates = self._propose(children, child_vectors, level, target)
-        assignment = self._assign(children, child_vectors, candidates, level)
-        names: list[str | None] = list(candidates.names)
-        if len(set(assignment)) >= len(children):
-            # No progress (e.g. every child picked its own candidate): group the children by embedding instead.
-            groups = nearest(child_vectors, kmeans(child_vectors, target, seed=self.config.seed + level))
-            names, assignment = [None] * (int(groups.max()) + 1), groups.tolist()
-        parents = []
-        for candidate in sorted(set(assignment)):
-            members = [children[j] for j, a in enumerate(assignment) if a == candidate]
-            parents.append((names[candidate], members))
-        return self._make_parents(parents, level)
-
-    def _propose(self, children, child_vectors, level, target) -> _Candidates:
-        """Candidate parent names, each with the children (positions) whose neighbourhood proposed it."""
-        num_hoods = max(1, round(len(children) / self.config.neighborhood_size))
-        hood_of = nearest(child_vectors, kmeans(child_vectors, num_hoods, seed=self.config.seed + level)) if num_hoods > 1 else np.zeros(len(children), dtype=np.int64)
-        chats, hoods = [], []
-        for hood in sorted(set(hood_of.tolist())):
-            members = np.flatnonzero(hood_of == hood)
-            centre = normalise(child_vectors[members].mean(axis=0, keepdims=True))[0]
-            outside = [j for j in np.argsort(-(child_vectors @ centre), kind="stable") if hood_of[j] != hood][: self.config.outside_neighbors]
-            shown = [(self.nodes[children[j]].name, self.nodes[children[j]].summary) for j in [*members, *outside]]
-            count = max(1, round(target * len(members) / len(children)))
-            chats.append(prompts.propose_parents_prompt(self.facet, shown, count))
-            hoods.append((members, count))
-        outputs = self.llm.generate(chats, max_new_tokens=min(14 * max(c for _, c in hoods) + 8, 128), stop=["</answer>"])
-        names, sources = [], []
-        for (members, count), text in zip(hoods, outputs):
-            proposed = prompts.parse_numbered_list(text, self.forbidden)[: 2 * count]
-            names += proposed
-            sources += [set(members.tolist())] * len(proposed)
-            if not proposed:
-                logger.debug("level %d: a neighbourhood proposed no usable names", level)
-        vectors = normalise(self.embedder.encode(names)) if names else np.zeros((0, child_vectors.shape[1]), np.float32)
-        return self._dedup(_Candidates(names, sources, vectors), target)
-
-    def _dedup(self, proposed: _Candidates, target: int) -> _Candidates:
-        """Merge near-identical names (cosine >= 0.9), then cut down to about `target` by clustering the names."""
-        keep: list[int] = []
-        merged_sources: dict[int, set] = {}
-        for i in range(len(proposed.names)):
-            match = next((k for k in keep if float(proposed.vectors[i] @ proposed.vectors[k]) >= 0.9), None)
-            if match is None:
-                keep.append(i)
-                merged_sources[i] = set(proposed.sources[i])
+            centroids = self._centroids(current)
+            merges = _ward_tree(centroids)
+            if level == len(targets):  # the top: as many nodes as the data separates best, within max_top_nodes
+                groups = self._best_top_grouping(centroids, merges)
             else:
-                merged_sources[match] |= proposed.sources[i]
-        if len(keep) > target:
-            vectors = proposed.vectors[keep]
-            groups = nearest(vectors, kmeans(vectors, target, seed=self.config.seed))
-            reduced = []
-            for group in sorted(set(groups.tolist())):
-                members = [keep[j] for j in np.flatnonzero(groups == group)]
-                sub = proposed.vectors[members]
-                medoid = members[int(np.argmax((sub @ sub.T).sum(axis=1)))]
-                merged_sources[medoid] = set().union(*(merged_sources[m] for m in members))
-                reduced.append(medoid)
-            keep = reduced
-        return _Candidates([proposed.names[k] for k in keep], [merged_sources[k] for k in keep], proposed.vectors[keep])
+                groups = _cut(merges, target)
+            current = self._build_level(current, level, groups)
 
-    def _assign(self, children, child_vectors, candidates: _Candidates, level) -> list[int]:
-        """Each child's parent candidate: a vote over `assign_samples` shuffled option lists."""
-        if not candidates.names:
-            return list(range(len(children)))
-        options_of = []
-        for j in range(len(children)):
-            similarity = candidates.vectors @ child_vectors[j]
-            own = [c for c in range(len(candidates.names)) if j in candidates.sources[c]] or list(range(len(candidates.names)))
-            options_of.append(sorted(own, key=lambda c: -similarity[c])[: self.config.max_candidates])
-        votes = [Counter() for _ in children]
-        by_size: dict[int, list[tuple[int, list[int], ChatPrompt]]] = {}
-        for j, options in enumerate(options_of):
-            if len(options) == 1:
-                votes[j][options[0]] += 1
-                continue
-            child = (self.nodes[children[j]].name, self.nodes[children[j]].summary)
-            for sample in range(self.config.assign_samples):
-                order = [options[i] for i in self._rng(level, j, sample).permutation(len(options))]
-                by_size.setdefault(len(order), []).append((j, order, prompts.assign_parent_prompt(child, [candidates.names[c] for c in order])))
-        for size, slots in by_size.items():  # one choice call per list length, so every answer names a listed option
-            picks = self.llm.choose([chat for _, _, chat in slots], [str(i) for i in range(1, size + 1)])
-            for (j, order, _), pick in zip(slots, picks):
-                if pick is not None:  # a backend that could not tell casts no vote
-                    votes[j][order[pick]] += 1
-        return [max(v or {c: 0 for c in options_of[j]}, key=lambda c: (v[c], float(candidates.vectors[c] @ child_vectors[j])))
-                for j, v in enumerate(votes)]
+    def _best_top_grouping(self, centroids: np.ndarray, merges: np.ndarray) -> np.ndarray:
+        """Of the cuts of the merge tree into k = 2..max_top_nodes groups, the finest that separates about as well as the
+        best (silhouette, cosine, within `_SILHOUETTE_TOLERANCE`)."""
+        from sklearn.metrics import silhouette_score
 
-    def _make_parents(self, parents, level) -> list[int]:
-        def prompt(p: int):
-            return prompts.rename_parent_prompt(self.facet, [self.nodes[m].name for m in parents[p][1]][:10])
+        scored = []
+        for k in range(2, min(self.config.max_top_nodes, len(centroids) - 1) + 1):
+            groups = _cut(merges, k)
+            if 2 <= len(set(groups.tolist())) < len(centroids):
+                scored.append((float(silhouette_score(centroids, groups, metric="cosine")), k, groups))
+        if not scored:
+            return np.zeros(len(centroids), dtype=np.int64)
+        # Silhouettes this close are noise at a few dozen centroids; of groupings that separate equally well, the
+        # finest tells a reader the most (measured on the labelled corpora: docs/quality.md).
+        best = max(score for score, _, _ in scored)
+        return max((s for s in scored if s[0] >= best - _SILHOUETTE_TOLERANCE), key=lambda s: s[1])[2]
 
-        multi = [p for p, (_, members) in enumerate(parents) if len(members) > 1]
-        targets = [normalise(self._node_vectors(parents[p][1]).mean(axis=0, keepdims=True))[0] for p in multi]
-        renamed = dict(zip(multi, self._name_with_samples(multi, prompt, level, targets=targets)))
+    def _build_level(self, children: list[int], level: int, groups: np.ndarray) -> list[int]:
+        """Makes the parents of `children` (child j goes under parent `groups[j]`), then names each parent."""
+        parents = [[children[j] for j in np.flatnonzero(groups == g)] for g in sorted(set(groups.tolist()))]
         ids = []
-        for p, (candidate, members) in enumerate(parents):
+        for members in parents:
             kids = [self.nodes[m] for m in members]
             sums = {col: (sum(k.sums[col][0] for k in kids), sum(k.sums[col][1] for k in kids)) for col in self.numeric_values}
-            node = _Node(level, "", "", "", sum(k.size for k in kids), sums, children=list(members))
-            if len(kids) == 1:  # a parent of one child says nothing new; copying avoids drift
-                node.name, node.summary, node.name_source = kids[0].name, kids[0].summary, kids[0].name_source
-            elif renamed.get(p) is not None:
-                name, summary = renamed[p]
-                node.name, node.summary, node.name_source = name, summary or _children_summary(kids), "llm"
-            elif candidate is not None:  # a proposed name, kept when renaming gave nothing usable
-                node.name, node.summary, node.name_source = candidate, _children_summary(kids), "llm"
-            else:
-                biggest = max(kids, key=lambda k: k.size)
-                node.name, node.summary, node.name_source = prompts.fallback_name(biggest.name), _children_summary(kids), "fallback"
-                self.fallbacks += 1
-            self.nodes.append(node)
+            self.nodes.append(_Node(level, "", "", "", sum(k.size for k in kids), sums, children=list(members),
+                                    vector_sum=np.sum([k.vector_sum for k in kids], axis=0)))
             ids.append(len(self.nodes) - 1)
             for m in members:
                 self.nodes[m].parent = ids[-1]
+        self.node_of_base = np.array([self.nodes[n].parent for n in self.node_of_base], dtype=np.int64)
+        position = np.full(len(self.nodes), -1)
+        position[ids] = np.arange(len(ids))
+
+        terms = self.keyphrases.top(position[self.node_of_base][self.answer_labels], len(ids), count=_TERMS)
+
+        def prompt(p: int):
+            return prompts.rename_parent_prompt(self.facet, [self.nodes[m].name for m in self.nodes[p].children][:10],
+                                                terms[ids.index(p)])
+
+        multi = [p for p in ids if len(self.nodes[p].children) > 1]  # a parent of one child copies it: no drift
+        proposals = dict(zip(multi, self._sample_names(multi, prompt, level)))
+        self._choose_names(ids, [proposals.get(p, []) for p in ids], terms)
         return ids
 
-    # ------------------------------------------------------------------------------------------------ helpers
-    def _name_with_samples(self, items: list[int], make_prompt, level: int, targets: Sequence[np.ndarray]) -> list[tuple[str, str | None] | None]:
-        """(name, summary) per item: greedy first, then seeded samples; the usable answer closest to the item wins.
+    # ------------------------------------------------------------------------------------------------ choosing names
+    def _choose_names(self, ids: list[int], proposals: list[list[tuple[str, str | None]]], terms: list[list[str]],
+                      extra: Sequence[list] | None = None) -> None:
+        """Names the nodes `ids` of one level: each candidate is scored by how much closer it sits to the node's own
+        members than to the members of the nearest sibling nodes, minus a penalty for filler; the best wins.
 
-        `targets[k]` is item k's unit vector (a base cluster's centroid, or the mean of a parent's children): the name
-        whose embedding is nearest to it describes what is in the group best. A small model often answers with text
-        about the prompt rather than the group; those answers lie far from every group and lose.
+        Candidates: the LLM's proposals, names made of the node's keyphrases `terms[p]` (terms that `min_rows` rows
+        of the facet contain) and `extra` (a value enough rows share).
+        """
+        candidates = []
+        for p, node_id in enumerate(ids):
+            node = self.nodes[node_id]
+            if len(node.children) == 1:
+                candidates.append([])
+                continue
+            own = [(name, summary, "llm") for name, summary in proposals[p]] + list(extra[p] if extra else [])
+            own += [(phrase_name(terms[p][:n]), None, "keyphrase") for n in range(1, self.config.keyphrase_terms + 1)
+                    if len(terms[p]) >= n and not prompts.is_filler(phrase_name(terms[p][:n]))]
+            candidates.append(list(dict.fromkeys(own)))
+        texts = sorted({text for own in candidates for name, summary, _ in own for text in (name, summary) if text})
+        vector_of = dict(zip(texts, normalise(self.embedder.encode(texts)))) if texts else {}
+        means = np.stack([self.nodes[i].vector_sum / max(self.nodes[i].size, 1) for i in ids])
+        centroids = normalise(means)
+        similar = centroids @ centroids.T
+        np.fill_diagonal(similar, -np.inf)
+        neighbours = np.argsort(-similar, axis=1, kind="stable")[:, : min(self.config.contrast_neighbors, len(ids) - 1)]
+
+        def contrast(text: str, p: int) -> float:
+            v = vector_of[text]
+            return float(v @ means[p]) - (float(np.max(means[neighbours[p]] @ v)) if len(neighbours[p]) else 0.0)
+
+        chosen: list[np.ndarray] = []
+        for p in sorted(range(len(ids)), key=lambda p: (-self.nodes[ids[p]].size, p)):  # big nodes pick first
+            node = self.nodes[ids[p]]
+            if len(node.children) == 1:
+                kid = self.nodes[node.children[0]]
+                node.name, node.summary, node.name_source, node.name_score = kid.name, kid.summary, kid.name_source, kid.name_score
+                continue
+            scored = []
+            for rank, (name, summary, source) in enumerate(candidates[p]):
+                v = vector_of[name]
+                score = contrast(name, p) - (self.config.filler_penalty if prompts.is_filler(name) else 0.0)
+                repeats = any(float(v @ c) >= 0.9 for c in chosen)  # a sibling already carries (nearly) this name
+                scored.append((repeats, -score, rank, name, summary, source, v))
+            if scored:
+                _, negative, _, name, summary, source, v = min(scored, key=lambda s: s[:3])
+                node.name, node.name_score, node.name_source = name, round(-negative, 4), source
+                # The winner's own summary; else whichever LLM summary fits the node, measured the same way.
+                fitting = sorted((-contrast(s, p), s) for *_, s, _, _ in scored if s and contrast(s, p) > 0)
+                node.summary = summary or (fitting[0][1] if fitting else self._terms_summary(terms[p], node))
+                if not proposals[p] and source != "shared_value":
+                    node.name_source = "fallback"  # the LLM gave nothing usable
+                chosen.append(v)
+            else:
+                node.name, node.summary, node.name_source = self._last_resort(ids[p])
+            if node.name_source == "fallback":
+                self.fallbacks += 1
+
+    def _terms_summary(self, terms: list[str], node: _Node) -> str:
+        if node.level > 0:
+            return _children_summary([self.nodes[k] for k in node.children])
+        return phrase_summary(terms, node.size) if terms else f"{node.size} rows."
+
+    def _last_resort(self, node_id: int) -> tuple[str, str, str]:
+        """No LLM name and no term that two of the node's rows share: the node's most distinctive terms that `min_rows`
+        rows of the facet contain, or failing that any of its terms (such a node is too small or too scattered for
+        the privacy gates to publish as it stands)."""
+        node = self.nodes[node_id]
+        mine = np.isin(self.node_of_base[self.answer_labels] if node.level else self.answer_labels, [node_id])
+        groups = np.where(mine, 0, -1)
+        terms = (self.keyphrases.top(groups, 1, count=3, min_group_rows=1)[0]
+                 or self.keyphrases.top(groups, 1, count=3, min_group_rows=1, any_term=True)[0])
+        if terms:
+            return phrase_name(terms), self._terms_summary(terms, node), "fallback"
+        return f"{self.facet.name} values without words in common", f"{node.size} rows.", "fallback"
+
+    # ------------------------------------------------------------------------------------------------ helpers
+    def _sample_names(self, items: list[int], make_prompt, level: int) -> list[list[tuple[str, str | None]]]:
+        """Every usable (name, summary) the LLM proposes per item: greedy first, then `name_samples - 1` seeded samples.
 
         Every sample of an item sees the same prompt (the seed alone varies it), so a backend with prefix reuse
         prefills each item's material once. Items go in chunks small enough for that reuse to survive between the
@@ -344,22 +363,17 @@ class _FacetTree:
                 )
                 for (slot, _, _), text in zip(batch, outputs):
                     parsed = prompts.parse_name_and_summary(text, self.forbidden)
-                    if parsed:
+                    if parsed and parsed not in answers[slot]:
                         answers[slot].append(parsed)
             progress.update(len(chunk))
         progress.close()
-        return [self._closest(a, target) for a, target in zip(answers, targets)]
+        return answers
 
-    def _closest(self, answers, target: np.ndarray):
-        if len(answers) <= 1:
-            return answers[0] if answers else None
-        vectors = normalise(self.embedder.encode([name for name, _ in answers]))
-        best = answers[int(np.argmax(vectors @ target))]
-        summary = best[1] or next((s for _, s in answers if s), None)
-        return best[0], summary
-
-    def _node_vectors(self, ids: list[int]) -> np.ndarray:
-        return normalise(self.embedder.encode([f"{self.nodes[i].name}: {self.nodes[i].summary}" for i in ids]))
+    def _centroids(self, ids: list[int]) -> np.ndarray:
+        """Unit vectors of the nodes' members' mean embedding, (len(ids), d)."""
+        if not ids:
+            return np.zeros((0, self.answer_vectors.shape[1]), np.float32)
+        return normalise(np.stack([self.nodes[i].vector_sum for i in ids]))
 
     def _rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng([self.config.seed, zlib.crc32(self.facet.column.encode()), *key])
@@ -375,11 +389,27 @@ class _FacetTree:
                 "facet": self.facet.column, "node_id": node.node_id, "level": node.level,
                 "parent_id": None if node.parent is None else self.nodes[node.parent].node_id,
                 "name": node.name, "summary": node.summary, "name_source": node.name_source, "size": node.size,
+                "name_score": node.name_score,
             }
             for col, (total, count) in node.sums.items():
                 row[f"{col}_mean"] = total / count if count else None
             out.append(row)
         return out
+
+
+def _ward_tree(vectors: np.ndarray) -> np.ndarray:
+    """Ward's agglomerative merge tree of unit vectors; `_cut` reads any number of groups off it. Deterministic, and on
+    a few dozen to a few thousand centroids it finds well-separated groups that seeded k-means splits or merges."""
+    from scipy.cluster.hierarchy import linkage
+
+    return linkage(np.asarray(vectors, dtype=np.float64), method="ward")
+
+
+def _cut(tree: np.ndarray, k: int) -> np.ndarray:
+    """Each vector's group (0-based) when the merge tree is cut into at most k groups."""
+    from scipy.cluster.hierarchy import fcluster
+
+    return fcluster(tree, k, criterion="maxclust").astype(np.int64) - 1
 
 
 def _group_by_label(labels: np.ndarray, count: int) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,6 +19,7 @@ from datasets.fingerprint import Hasher
 
 from . import __version__
 from . import columns as C
+from . import prompts
 from .assign import with_centroids
 from .checkpoint import JournaledLLM, materialise, without_journal
 from .cluster import cluster_facets, clustering_path, present_mask
@@ -28,7 +30,7 @@ from .embed import Embedder, embed_facets, load_embedder
 from .extract import extract_facets, given_value
 from .facets import MAIN_FACETS, Facet, resolve_facets
 from .groups import check_group_column, count_groups
-from .hierarchy import build_hierarchy
+from .hierarchy import NAMING_VERSION, build_hierarchy
 from .lenses import check_lens_inputs
 from .llm import LLM, load_llm
 from .models import DEFAULT_LLM, cache_root
@@ -170,13 +172,14 @@ def annotate(
         # Everything the tree depends on is a function of these, so they key its cache.
         tree_config = [config.conversation, config.facets, config.embed, config.cluster, config.hierarchy]
         tree_key = Hasher.hash([conversations._fingerprint, [f.to_dict() for f in facets], llm.model_id if llm else None,
-                                embedder.model_id if embedder else None, PROMPT_VERSION, tree_config, column_prefix])
+                                embedder.model_id if embedder else None, PROMPT_VERSION, NAMING_VERSION, tree_config,
+                                config.privacy.min_rows, column_prefix])
         # Finished naming calls are journaled as they return, so a run killed while naming resumes where it stopped.
         journal = workdir / f"naming-{tree_key}.jsonl"
         hierarchy = materialise(
             workdir / f"hierarchy-{tree_key}",
             lambda: build_hierarchy(data, JournaledLLM(llm, journal) if llm else llm, embedder, facets=facets,
-                                    config=config.hierarchy, column_prefix=column_prefix),
+                                    config=config.hierarchy, column_prefix=column_prefix, min_rows=config.privacy.min_rows),
         )
         without_journal(journal)
         hierarchy = with_centroids(hierarchy, data, facets, column_prefix)  # what `assign` places new rows by
@@ -220,6 +223,11 @@ def annotate(
         "parse_failures": {f.column: sum(v is None and not e for v, e in zip(unique[C.facet_column(f, column_prefix)], empty))
                            for f in facets},
         "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
+        "users_words_fallbacks": {f.column: sum(1 for v in unique[C.facet_column(f, column_prefix)] if isinstance(v, str) and prompts.USERS_WORDS in v)
+                                  for f in facets if not f.numeric},
+        "name_sources": {f.column: dict(sorted(Counter(h["name_source"] for h in hierarchy if h["facet"] == f.column).items()))
+                         for f in facets if f.clustered},
+        "median_name_score": {f.column: _median([h["name_score"] for h in hierarchy if h["facet"] == f.column]) for f in facets if f.clustered},
         "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
                     "pii_version": PII_VERSION, "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
         "clustering": clustering,
@@ -230,6 +238,11 @@ def annotate(
     }
     logger.info("annotate: done in %.1f s (%s)", sum(timings.values()), ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()))
     return ClioResult(data=data, hierarchy=hierarchy, info=info)
+
+
+def _median(values: list) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(float(np.median(present)), 4) if present else None
 
 
 def _project(data, workdir: Path, conversations, facets, llm, embedder, config: ClioConfig, prefix: str) -> datasets.Dataset:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from .facets import Facet
 from .llm import ChatPrompt
 
-PROMPT_VERSION = "4"  # 4: an open answer that repeats our instructions is re-asked (`echoes_instructions`)
+PROMPT_VERSION = "5"  # 4: an open answer that repeats our instructions is re-asked (`echoes_instructions`); 5: so is one
+# that shares no content word with the conversation (`invents_content`), and what stays so falls back on the user's words
 
 # Small models echo what the system message says about their own job ("to produce anonymous, aggregate statistics"
 # became most task values of Qwen2.5-Coder-0.5B under prompt version 2), so it describes no job, only the answer.
@@ -25,7 +26,6 @@ SYSTEM = "You answer questions about a conversation between a user and an AI ass
 _RESERVED_TAG = re.compile(r"<(/?)\s*(answer|conversation|name|summary|answers|contrastive_answers|groups)\s*>", re.I)
 _ANY_TAG = re.compile(r"</?[a-zA-Z_][^<>]{0,40}>")
 _PARTIAL_CLOSING_TAG = re.compile(r"<(?:/[a-z]*)?$")
-_NUMBERED = re.compile(r"^\s*(?:\d+\s*[.):-]|[-*•])\s*")
 _PLACEHOLDERS = {
     "name", "cluster name", "summary", "n/a", "none", "unknown", "todo", "...", "category", "group", "a user", "the user",
     "user", "users", "a group of conversations", "group of conversations", "conversations", "a conversation",
@@ -44,6 +44,18 @@ _META_WORDS = {
     "group", "groups", "list", "lists", "cluster", "name", "names", "category", "set", "people", "user", "users",
     "conversation", "conversations", "answer", "answers", "request", "requests", "topic", "task", "who", "which",
 }
+
+
+# With _META_WORDS, what a filler name is made of ("Various user questions", "A group of like-minded conversations").
+_GENERIC_WORDS = {
+    "various", "variety", "miscellaneous", "misc", "general", "different", "specific", "unique", "other", "others",
+    "range", "collection", "kind", "kinds", "type", "types", "things", "thing", "stuff", "items", "item", "questions",
+    "question", "queries", "query", "tasks", "topics", "categories", "help", "assistance", "assist", "support",
+    "information", "related", "like", "minded", "me", "my", "we", "our", "you", "your", "be", "has", "have", "about",
+    "from", "by", "as", "at", "its", "their", "them", "they", "all", "some", "many", "more", "most", "other", "such",
+    "interested", "asking", "asks", "ask", "wants", "want", "seeking", "seek", "need", "needs",
+}
+_SELF_SENTENCE = re.compile(r"^(this|these|it|they|that|i|we) (is|are|am)\b", re.I)
 
 
 def neutralise(text: str) -> str:
@@ -154,6 +166,40 @@ def echoes_instructions(answer: str, prompt: ChatPrompt, run: int = 4) -> bool:
     return any(sum(w not in _FUNCTION_WORDS for w in words) >= 2 for words in echoed)
 
 
+# Words any answer about any conversation may use: sharing only these with the conversation grounds nothing.
+_ANSWER_WORDS = _FUNCTION_WORDS | frozenset(
+    "user users assistant ask asks asked asking request requests help provide information answer answers question "
+    "questions want wants need needs get make know tell give write use using like one two also more some any all each "
+    "just very please thank thanks".split()
+)
+_LATIN_WORD = re.compile(r"[a-z][a-z0-9']+")
+USERS_WORDS = "(in the user's words)"
+
+
+def _content_stems(text: str) -> set[str]:
+    return {w[:5] for w in _LATIN_WORD.findall(text.lower()) if len(w) > 2 and w not in _ANSWER_WORDS}
+
+
+def invents_content(answer: str, prompt: ChatPrompt) -> bool:
+    """Whether an answer shares no content word (by a 5-letter stem) with the conversation it should describe: it
+    describes something else ("provide a response that is concise and clear"). Only judged where the conversation has
+    some Latin-script words to share; an English answer about a Chinese conversation shares none and is fine."""
+    material = prompt[1]["content"] if len(prompt) > 1 else ""
+    found = _CONVERSATION_BLOCK.search(material)
+    theirs = _content_stems(found.group(1) if found else material)
+    return len(theirs) >= 5 and not (_content_stems(answer) & theirs)
+
+
+def users_own_words(conversation: Sequence[dict], max_words: int = 7) -> str | None:
+    """The opening words of the user's first message that has any: what a facet falls back on when every answer
+    invented content or echoed our instructions. Short, so that it never copies eight words of a conversation."""
+    for turn in conversation or []:
+        if turn.get("role") == "user" and (turn.get("content") or "").strip():
+            words = " ".join(turn["content"].split()).split(" ")[:max_words]
+            return f"{USERS_WORDS} \"{' '.join(words).rstrip(' .,;:')}\""
+    return None
+
+
 def join_prefill(prefill: str, answer: str) -> str:
     if not prefill:
         return answer
@@ -161,33 +207,47 @@ def join_prefill(prefill: str, answer: str) -> str:
 
 
 def strip_prefill(value: str, prefill: str) -> str:
-    """The part of a stored value that is the model's own answer: what gets embedded and shown when naming."""
+    """The part of a stored value that is the model's own answer (or the user's words it fell back on): what gets
+    embedded and shown when naming."""
     if prefill and value.startswith(prefill):
         value = value[len(prefill) :]
-    return value.strip()
+    value = value.strip()
+    if value.startswith(USERS_WORDS):
+        value = value[len(USERS_WORDS):].strip().strip('"')
+    return value
 
 
 # ---------------------------------------------------------------------------------------------------- naming
 # No example of a name here either (a tiny model copies it); the tags alone carry the format.
 NAME_FORMAT = "Reply with the name inside <name></name> tags, then a one-sentence summary inside <summary></summary> tags."
-_ACKS = ("I have read both lists.", "I have read the groups.", "I have read the description.")
-_NAME_TASK = "Name the group so that it is specific and sets the group apart from the contrastive answers."
-_PROPOSE_TASK = "Propose {count} broader categories that together cover all of these groups."
-_RENAME_TASK = "Name the broader category so that it covers all of them and is as specific as possible."
+_ACKS = ("I have read both lists.", "I have read the groups.")
+_NAME_TASK = ("Write a short title, three to eight words, for the subject that the first list's items share and the "
+              "second list's items lack.")
+_RENAME_TASK = "Write a short title, three to eight words, for the one broader subject that covers all of these groups."
 _NO_PII = "Leave out personal details."
-_OUTSIDE_INTRO = "These answers come from nearby conversations that are NOT in the group:"
-_GROUPS_INTRO = "Here are groups of conversations, each with a name and a summary:"
-_CHILDREN_INTRO = "These groups of conversations belong to one broader category:"
+_OUTSIDE_INTRO = "Second list, nearby items that the title must not fit:"
+_CHILDREN_INTRO = "These are the names of related groups:"
+_TERMS_INTRO = "Frequent words in the first list:"
 # Words only our prompts use: a name or summary containing them talks about the prompt, not the conversations.
-_PROMPT_ONLY = ("overall request", "broader categor", "contrastive", "these answers")
+_PROMPT_ONLY = ("overall request", "broader categor", "broader subject", "contrastive", "these answers", "first list",
+                "second list", "short title")
 
 
-def cluster_name_prompt(facet: Facet, inside: Sequence[str], outside: Sequence[str]) -> ChatPrompt:
+def _asked(facet: Facet) -> str:
+    """The facet's question without its reference to a conversation the naming prompt does not show."""
+    question = re.sub(r"^in the conversation above,\s*", "", facet.question.strip(), flags=re.I)
+    return question[:1].upper() + question[1:]
+
+
+def cluster_name_prompt(facet: Facet, inside: Sequence[str], outside: Sequence[str], terms: Sequence[str] = ()) -> ChatPrompt:
+    """Asks for a base cluster's name from its members' values, against the nearest outsiders'. `terms` are keyphrases
+    (words many rows share, so never one person's), which steer a small model towards the subject."""
     inside_list = "\n".join(f"- {neutralise(v)}" for v in inside)
     outside_list = "\n".join(f"- {neutralise(v)}" for v in outside) or "- (none)"
+    hint = f"\n\n{_TERMS_INTRO} {', '.join(terms)}." if terms else ""
     material = (
-        f"These are answers to the question \"{facet.question}\" for a group of similar conversations:\n"
-        f"<answers>\n{inside_list}\n</answers>\n\n"
+        "First list, one group of items:\n"
+        f"<answers>\n{inside_list}\n</answers>{hint}\n\n"
         f"{_OUTSIDE_INTRO}\n"
         f"<contrastive_answers>\n{outside_list}\n</contrastive_answers>"
     )
@@ -195,29 +255,10 @@ def cluster_name_prompt(facet: Facet, inside: Sequence[str], outside: Sequence[s
     return _material_then_task(material, _ACKS[0], task, "<name>")
 
 
-def propose_parents_prompt(facet: Facet, groups: Sequence[tuple[str, str]], count: int) -> ChatPrompt:
-    listing = "\n".join(f"- {neutralise(n)}: {neutralise(s)}" for n, s in groups)
-    material = f"{_GROUPS_INTRO}\n<groups>\n{listing}\n</groups>"
-    task = (
-        f"{_PROPOSE_TASK.format(count=count)} Each category name is at most "
-        f"ten words. {facet.summary_criteria or ''}\nReply with a numbered list inside <answer></answer> tags."
-    )
-    return _material_then_task(material, _ACKS[1], task, "<answer>\n1.")
-
-
-def assign_parent_prompt(child: tuple[str, str], candidates: Sequence[str]) -> ChatPrompt:
-    options = "\n".join(f"{i}. {neutralise(c)}" for i, c in enumerate(candidates, start=1))
-    material = f"A group of conversations is named \"{neutralise(child[0])}\". {neutralise(child[1])}"
-    task = (
-        f"Which broader category fits this group best?\n{options}\n\n"
-        f"Reply with the number of the best category inside <answer></answer> tags."
-    )
-    return _material_then_task(material, _ACKS[2], task, "<answer>")
-
-
-def rename_parent_prompt(facet: Facet, children: Sequence[str]) -> ChatPrompt:
+def rename_parent_prompt(facet: Facet, children: Sequence[str], terms: Sequence[str] = ()) -> ChatPrompt:
     listing = "\n".join(f"- {neutralise(c)}" for c in children)
-    material = f"{_CHILDREN_INTRO}\n<groups>\n{listing}\n</groups>"
+    hint = f"\n\nFrequent words in these groups: {', '.join(terms)}." if terms else ""
+    material = f"{_CHILDREN_INTRO}\n<groups>\n{listing}\n</groups>{hint}"
     task = f"{_RENAME_TASK} {facet.summary_criteria or ''} {_NO_PII}\n{NAME_FORMAT}"
     return _material_then_task(material, _ACKS[1], task, "<name>")
 
@@ -241,17 +282,6 @@ def parse_name_and_summary(text: str, forbidden: Sequence[str] = ()) -> tuple[st
     if "<summary>" in rest:
         summary = clean_summary(rest.split("<summary>", 1)[1], forbidden)
     return name, summary
-
-
-def parse_numbered_list(text: str, forbidden: Sequence[str] = ()) -> list[str]:
-    """Names from a numbered list that continues a `<answer>\\n1.` prefill."""
-    body = (text or "").split("</answer>", 1)[0]
-    names = []
-    for line in body.splitlines():
-        name = clean_name(_NUMBERED.sub("", line).split(":", 1)[0], forbidden)
-        if name and name.casefold() not in {n.casefold() for n in names}:
-            names.append(name)
-    return names
 
 
 def clean_name(text: str, forbidden: Sequence[str] = ()) -> str | None:
@@ -303,26 +333,31 @@ def clean_summary(text: str, forbidden: Sequence[str] = ()) -> str | None:
     return " ".join(sentences[:2])[:400]
 
 
-def fallback_name(value: str) -> str:
-    """A short deterministic name from a representative value, for when the LLM gave nothing usable."""
-    words = " ".join(_ANY_TAG.sub(" ", value).split()).strip(" .").split(" ")
-    name = " ".join(words[:10])
-    if len(name) > MAX_NAME_CHARS:
-        name = name[:MAX_NAME_CHARS].rsplit(" ", 1)[0]
-    name = name or "Unnamed values"
-    return name[:1].upper() + name[1:]
+def copies_member(name: str, values: Sequence[str], run: int = 5) -> bool:
+    """Whether a name repeats one member's words (a run of `run` words, or the whole name when it has 3+ words): a
+    name must be about the group, and one person's words in it would slip past the privacy gates."""
+    words = re.findall(r"[a-z0-9]+", name.casefold())
+    whole = " ".join(words)
+    runs = {tuple(words[i: i + run]) for i in range(len(words) - run + 1)}
+    for value in values:
+        theirs = re.findall(r"[a-z0-9]+", value.casefold())
+        if (len(words) >= 3 and f" {whole} " in f" {' '.join(theirs)} ") or runs & {tuple(theirs[i: i + run]) for i in range(len(theirs) - run + 1)}:
+            return True
+    return False
 
 
-def fallback_summary(value: str, size: int) -> str:
-    excerpt = " ".join(value.split())[:200]
-    return f"{size} rows, typified by: \"{excerpt}\"."
+def is_filler(name: str) -> bool:
+    """Whether a name says nothing about its group: no word outside generic talk of groups, requests and variety, or a
+    sentence about itself ("This is a ...")."""
+    words = set(re.findall(r"[a-z]+", name.casefold()))
+    return bool(_SELF_SENTENCE.match(name)) or not (words - _META_WORDS - _GENERIC_WORDS)
 
 
 def prompt_examples(facet: Facet) -> list[str]:
     """Example texts quoted inside our naming prompts, and their instructions; a name that repeats one is rejected."""
     quoted = re.findall(r"(?:^|\s)'([^']{3,}?)'(?=[\s.,;]|$)", facet.summary_criteria or "")
-    instructions = [SYSTEM, FACET_RULES, _NAME_TASK, _PROPOSE_TASK, _RENAME_TASK, _NO_PII, NAME_FORMAT, _OUTSIDE_INTRO,
-                    _GROUPS_INTRO, _CHILDREN_INTRO, facet.summary_criteria or "", facet.question]
+    instructions = [SYSTEM, FACET_RULES, _NAME_TASK, _RENAME_TASK, _NO_PII, NAME_FORMAT, _OUTSIDE_INTRO,
+                    _CHILDREN_INTRO, _TERMS_INTRO, "one group of items", "Frequent words in these groups", _asked(facet), facet.summary_criteria or "", facet.question]
     return quoted + ["a name of at most ten words", "one sentence", "Name", "Summary", *_ACKS, *instructions]
 
 

@@ -429,11 +429,15 @@ def _run_record(info: dict) -> str:
         ["created at", info.get("created_at")],
     ])]
     sections = (("rows", "Row counts", "count"), ("timings", "Stage timings", "seconds"),
-                ("parse_failures", "Parse failures", "count"), ("fallback_names", "Fallback names", "count"))
+                ("parse_failures", "Parse failures", "count"), ("fallback_names", "Fallback names", "count"),
+                ("users_words_fallbacks", "Facet values that fell back on the user's own words", "rows"),
+                ("name_sources", "Where names came from", "nodes"),
+                ("median_name_score", "How well names fit (median name_score: own rows against the nearest siblings')", "score"))
     for key, title, unit in sections:
         if info.get(key):
             # sorted: the JSON file sorts its keys, so a reloaded result must render the same card
-            rows = [[k, f"{v:.2f}" if isinstance(v, float) else v] for k, v in sorted(info[key].items())]
+            rows = [[k, f"{v:.2f}" if isinstance(v, float) else ", ".join(f"{a} {b}" for a, b in sorted(v.items()))
+                     if isinstance(v, dict) else v] for k, v in sorted(info[key].items())]
             out += [f"### {title}\n", _table(["", unit], rows)]
     published = info.get("published")
     if published:

@@ -90,10 +90,10 @@ def _count_levels(llm: "_InstantLLM") -> None:
 
     build_level = hierarchy._FacetTree._build_level
 
-    def counted(tree, children, level, target):
+    def counted(tree, children, level, groups):
         llm.level = level
         try:
-            return build_level(tree, children, level, target)
+            return build_level(tree, children, level, groups)
         finally:
             llm.level = 0
 

@@ -25,10 +25,13 @@ and top clusters), and random assignment. Metrics (all on the `request` facet un
 - name-label match: a top node's name is nearest, among the label descriptions, to its rows' majority label (weighted
   by rows);
 - filler: names matching `FILLER_PATTERNS` (kept here, not imported from clio_hf) or near-duplicates of an earlier name
-  of the same facet (judge cosine >= 0.92), over both facets' nodes;
+  of the same facet (judge cosine >= 0.92), over both facets' nodes; a parent of a single child (the same rows, so the
+  same name) is not counted as a repetition (from session 10 on);
 - copying: facet values (request and task, prefill removed) that share a run of 4 words, at least two of them content
   words, with the text of the facet prompt outside the conversation; ungrounded: values with no content word in common
-  with the conversation; verbatim: values copying 8 or more consecutive words of the conversation;
+  with the conversation; user's words: values that fell back on the user's opening words (prompt version 5: every
+  attempt invented content or echoed the instructions); verbatim: values copying 8 or more consecutive words of the
+  conversation;
 - minutes of wall time and the LLM's prefill and generated tokens.
 """
 
@@ -273,6 +276,13 @@ def name_label_match(top: np.ndarray, labels: list[str], top_names: dict[int, np
     return matched / len(labels)
 
 
+def distinct_groups(tree: list[dict]) -> list[str]:
+    """The names of a tree's nodes, less parents of a single child: such a parent holds its child's rows and carries
+    its name, which is no repetition across groups (counted as one before session 10)."""
+    children = Counter(n["parent_id"] for n in tree if n["parent_id"] is not None)
+    return [n["name"] for n in tree if n["level"] == 0 or children[n["node_id"]] > 1]
+
+
 def filler_share(names: list[str], vectors: np.ndarray, near: float = 0.92) -> float:
     """Names that match a filler pattern or nearly repeat an earlier name of the same list."""
     filler = 0
@@ -344,14 +354,16 @@ def score(method: str, base: np.ndarray, top: np.ndarray, recon: np.ndarray, bas
     return figures
 
 
-def run_clio(spec: str, corpus: str, sample: datasets.Dataset, judge: Judge, judge_texts, label_names, label_vectors, seed: int):
+def run_clio(spec: str, corpus: str, sample: datasets.Dataset, judge: Judge, judge_texts, label_names, label_vectors, seed: int,
+             cache_dir: str | None = None):
     import clio_hf
     from clio_hf import prompts
 
     llm = clio_hf.load_llm(spec)
     config = clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(audit=False))
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = cache_dir or scratch
         result = clio_hf.annotate(sample.remove_columns("label"), facets="request,task", llm=llm, config=config,
                                   cache_dir=cache, **CORPORA[corpus][2])
     seconds = time.perf_counter() - start
@@ -365,7 +377,7 @@ def run_clio(spec: str, corpus: str, sample: datasets.Dataset, judge: Judge, jud
     top = level_groups(request, base, None)
     names = {n["node_id"]: n["name"] for n in request}
     figures = score(spec, base, top, level_groups(request, base, level), {c: names[c] for c in set(base.tolist()) - {-1}},
-                    {t: names[t] for t in set(top.tolist()) - {-1}}, [[n["name"] for n in t] for t in trees.values()],
+                    {t: names[t] for t in set(top.tolist()) - {-1}}, [distinct_groups(t) for t in trees.values()],
                     labels, judge, judge_texts, label_names, label_vectors)
     sources = [prompts.transcript(c) for c in result.data["conversation"]]
     values, instructions = [], []
@@ -376,6 +388,8 @@ def run_clio(spec: str, corpus: str, sample: datasets.Dataset, judge: Judge, jud
             values.append(prompts.strip_prefill(value, facet.prefill) if value else None)
             instructions.append(instruction)
     figures.update(grounding(values, sources * 2, instructions))
+    raw = [v for f in ("request", "task") for v in result.data[f] if v]
+    figures["own_words"] = sum(prompts.USERS_WORDS in v for v in raw) / max(1, len(raw))
     figures["copy_examples"] = [v for v, ins in zip(values, instructions) if v and copies(v, ins)][:8]
     figures["facet_values"] = values  # every facet value (request rows, then task rows), so metrics can be recomputed
     usage = getattr(llm, "usage", {})
@@ -396,8 +410,9 @@ def run_baselines(corpus: str, sample: datasets.Dataset, k_base: int, k_top: int
     top_of_base = kmeans_groups(normalise(np.stack([vectors[base == c].mean(axis=0) for c in range(k_base)])), k_top, seed)
     top = top_of_base[base]
     base_names, top_names = ctfidf_names(texts, base), ctfidf_names(texts, top)
+    single = {t for t in top_names if len(set(base[top == t].tolist())) == 1}  # as `distinct_groups`
     keyword = score("raw-text k-means + c-TF-IDF names", base, top, top if abs(k_top - len(label_names)) < abs(k_base - len(label_names)) else base,
-                    base_names, top_names, [list(base_names.values()) + list(top_names.values())], labels, judge, judge_texts,
+                    base_names, top_names, [list(base_names.values()) + [n for t, n in top_names.items() if t not in single]], labels, judge, judge_texts,
                     label_names, label_vectors)
     keyword["minutes"] = (time.perf_counter() - start) / 60
     rng = np.random.default_rng(seed)
@@ -413,7 +428,7 @@ COLUMNS = [("method", "method", "{}"), ("rows", "rows", "{}"), ("base_k", "base 
            ("base_purity", "base purity", "{:.2f}"), ("base_nmi", "base NMI", "{:.2f}"), ("top_nmi", "top NMI", "{:.2f}"),
            ("reconstruction", "recon. acc.", "{:.2f}"), ("faithfulness", "faithful (chance)", "{:.2f}"),
            ("name_label", "name-label", "{:.2f}"), ("filler", "filler", "{:.2f}"), ("copy", "copy", "{:.2f}"),
-           ("ungrounded", "ungrounded", "{:.2f}"), ("verbatim", "verbatim 8+", "{:.2f}"), ("minutes", "min", "{:.1f}"),
+           ("ungrounded", "ungrounded", "{:.2f}"), ("own_words", "user's words", "{:.2f}"), ("verbatim", "verbatim 8+", "{:.2f}"), ("minutes", "min", "{:.1f}"),
            ("prefill_tokens", "prefill tok", "{:,}"), ("generated_tokens", "gen. tok", "{:,}")]
 
 
@@ -440,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--cache-dir", help="keep the runs here, so a rerun after a naming change reuses the facets "
+                        "(default: a temporary folder; minutes then count only what was not cached)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     rows_for = dict(item.split("=", 1) for item in args.rows_for)
@@ -451,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.llm or ["smollm2-135m"]:
             sample = sampler(int(rows_for.get(spec, args.rows)), args.seed)
             judge_texts = judge.encode(user_texts(sample))
-            figures = run_clio(spec, corpus, sample, judge, judge_texts, label_names, label_vectors, args.seed)
+            figures = run_clio(spec, corpus, sample, judge, judge_texts, label_names, label_vectors, args.seed,
+                               args.cache_dir)
             results.append({"corpus": corpus, "rows": len(sample), **figures})
             print(table(results[-1:]), flush=True)
             print(f"  {corpus}/{spec} top names: {figures['top_names']}; sample values: {figures['sample_values']}; "

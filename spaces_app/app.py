@@ -62,6 +62,7 @@ class Node:
     means: dict[str, float]
     withheld_by: str | None = None  # only in a local result: the push drops these nodes
     kids: list[int] = field(default_factory=list)
+    score: float | None = None  # name_score; results before it have none
 
 
 def _run_info(dataset: str) -> dict:
@@ -116,7 +117,8 @@ class ClioView:
             self.trees.setdefault(r["facet"], {})[int(r["node_id"])] = Node(
                 int(r["node_id"]), int(r["level"]), parent, r["name"] or "", r["summary"] or "",
                 r.get("name_source") or "", int(r["size"]), means,
-                (r.get("withheld_by") or "gates") if r.get("published") is False else None)
+                (r.get("withheld_by") or "gates") if r.get("published") is False else None,
+                score=r.get("name_score"))
         self.tops: dict[str, list[int]] = {}
         for facet, nodes in self.trees.items():
             for n in nodes.values():
@@ -258,7 +260,13 @@ class ClioView:
         kids = "".join(f'<li><a href="#" data-goto="{k}">{esc(self.trees[facet][k].name)}</a> '
                        f'<span class="meta">{self.trees[facet][k].size:,} rows</span></li>' for k in n.kids)
         samples = self.samples(facet, n.id)
-        fallback = ' · <span title="the LLM gave no usable name">fallback name</span>' if n.source == "fallback" else ""
+        fallback = {"fallback": ' · <span title="the LLM gave no usable name: named by its keyphrases">keyphrase name (fallback)</span>',
+                    "keyphrase": ' · <span title="its keyphrases fit its rows better than the LLM\'s names">keyphrase name</span>',
+                    "shared_value": ' · <span title="a value many of its rows share word for word">shared value</span>',
+                    }.get(n.source, "")
+        if n.score is not None:
+            fallback += (f' · <span title="how much closer the name sits to this node\'s rows than to its nearest siblings\' '
+                         f'rows (embedding similarity)">name fit {n.score:.2f}</span>')
         return (
             f'<div class="clio-detail" data-node="{n.id}"><div class="crumbs">{crumbs}</div>'
             f"<h3>{esc(n.name)}</h3><div class=\"meta\">{esc(facet)} · node {n.id} · level {n.level} · "

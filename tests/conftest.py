@@ -70,7 +70,7 @@ def real_result_dir(sharegpt_source, tmp_path_factory) -> Path:
             conversation=clio_hf.ConversationConfig(max_tokens=192),
             facets=clio_hf.FacetConfig(max_new_tokens=32, max_retries=1, rationale_max_new_tokens=16),
             cluster=clio_hf.ClusterConfig(rows_per_base_cluster=6),
-            hierarchy=clio_hf.HierarchyConfig(name_samples=1, assign_samples=1),
+            hierarchy=clio_hf.HierarchyConfig(name_samples=1),
         )  # the privacy gates at their defaults: rows, the personal-data check and the calibrated audit
         local_source = tmp_path_factory.mktemp("local-source") / "sharegpt-rows.jsonl"
         sharegpt_source.to_json(local_source, lines=True)

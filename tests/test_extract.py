@@ -6,6 +6,7 @@ from pathlib import Path
 import datasets
 import pytest
 
+from clio_hf import prompts
 from clio_hf.config import FacetConfig
 from clio_hf.extract import extract_facets
 from clio_hf.facets import CONCERNING, LANGUAGE, REQUEST, TASK
@@ -87,7 +88,7 @@ def test_an_answer_that_repeats_our_instructions_is_asked_again():
              "and an AI assistant that I will paste."]
     out = extract_facets(_conversations(texts), ScriptedLLM(reply=reply), facets=[REQUEST], config=FacetConfig(max_retries=2))
     assert out["request"][0] == REQUEST.prefill + " ask for the capital of Peru."  # re-asked once
-    assert out["request"][1] is None  # echoed on every attempt: a counted null
+    assert out["request"][1] == REQUEST.prefill + ' (in the user\'s words) "hopeless"'  # echoed on every attempt
     assert out["request"][2] == REQUEST.prefill + echo.split("</answer>")[0]  # the conversation's own words
     assert sorted(attempts.values()) == [1, 2, 3]  # kept at once; re-asked once; first try and two re-samples
 
@@ -151,3 +152,24 @@ def test_killed_run_resumes_from_finished_shards(tmp_path):
     assert not any(f"question number {i}\n" in p for p in facet_prompts for i in range(finished))
     fresh = _run_resume_script(tmp_path / "fresh", tmp_path / "fresh.log")
     assert resumed == fresh
+
+
+def test_an_answer_about_something_else_is_asked_again_then_falls_back_on_the_users_words():
+    invented = " provide a response that is concise and clear.</answer>"
+    attempts = {}
+
+    def reply(prompt):
+        row = prompt[1]["content"]
+        attempts[row] = attempts.get(row, 0) + 1
+        if "sourdough" in row and attempts[row] > 1:
+            return " bake a sourdough loaf with a crisp crust.</answer>"
+        return invented
+
+    texts = ["How do I bake a sourdough loaf with a really crisp crust at home?",
+             "Write a limerick about my neighbour's noisy rooster, Gerald, who crows at four every single morning.",
+             "请把这段话翻译成英文：今天天气很好，我们去公园散步吧。"]
+    out = extract_facets(_conversations(texts), ScriptedLLM(reply=reply), facets=[REQUEST], config=FacetConfig(max_retries=1))
+    assert out["request"][0] == REQUEST.prefill + " bake a sourdough loaf with a crisp crust."  # re-asked once
+    assert out["request"][1] == REQUEST.prefill + ' (in the user\'s words) "Write a limerick about my neighbour\'s noisy"'
+    assert len(prompts.strip_prefill(out["request"][1], REQUEST.prefill).split()) <= 7  # never 8 words of a row
+    assert out["request"][2] == REQUEST.prefill + " provide a response that is concise and clear."  # no Latin words to share

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import datasets
 import langcodes
@@ -10,6 +11,9 @@ import numpy as np
 import pytest
 
 import clio_hf
+from clio_hf import prompts
+from clio_hf.facets import BUILTIN_FACETS
+from clio_hf.hierarchy import NAME_SOURCES
 from clio_hf.result import ClioResult
 from conftest import E2E_DUPLICATES, E2E_ROWS
 from fakes import HashEmbedder, ScriptedLLM
@@ -244,13 +248,39 @@ def test_real_run_hierarchy_follows_the_contract(real_result):
             assert max(n["level"] for n in nodes) >= 1
         for node in nodes:
             assert node["name"] and len(node["name"]) <= 120 and "<" not in node["name"] and "Could not" not in node["name"]
-            assert node["summary"] and node["name_source"] in ("llm", "fallback")
+            assert node["summary"] and node["name_source"] in NAME_SOURCES
             children = [c for c in nodes if c["parent_id"] == node["node_id"]]
             if children:
                 assert sum(c["size"] for c in children) == node["size"]
             if node["parent_id"] is not None:
                 assert by_id[node["parent_id"]]["level"] == node["level"] + 1
         assert sum(n["size"] for n in nodes if n["parent_id"] is None) == sum(1 for c in real_result.data[f"{facet}_cluster"] if c >= 0)
+
+
+@pytest.mark.slow
+def test_real_run_names_say_what_their_rows_are_about(real_result):
+    """Names judged by an embedder clio_hf never uses (all-mpnet-base-v2, the quality benchmark's judge): each row's
+    first user message must pick its own cluster's name among its cluster's nearest neighbours' names well above
+    chance; no name is filler (the benchmark's own patterns), a placeholder, or one row's own words."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "scripts"))
+    import eval_quality
+
+    judge = eval_quality.Judge()
+    texts = judge.encode([eval_quality.first_user_message(c) for c in real_result.data["conversation"]])
+    tree = real_result.hierarchy.to_list()
+    for facet in ("request", "task"):
+        base = np.asarray(real_result.data[f"{facet}_cluster"])
+        names = {n["node_id"]: n["name"] for n in tree if n["facet"] == facet and n["level"] == 0}
+        vectors = dict(zip(names, judge.encode(list(names.values()))))
+        faithful, chance = eval_quality.faithfulness(texts, base, vectors)
+        assert faithful >= chance + 0.15, (facet, faithful, chance, sorted(names.values()))
+    values = {" ".join(prompts.strip_prefill(v, BUILTIN_FACETS[f].prefill).casefold().rstrip(".").split())
+              for f in ("request", "task") for v in real_result.data[f] if v}
+    for node in tree:
+        assert not any(p.search(node["name"]) for p in eval_quality.FILLER_PATTERNS), node["name"]
+        assert node["name"].casefold() not in prompts._PLACEHOLDERS | {"unnamed values"}, node["name"]
+        assert " ".join(node["name"].casefold().rstrip(".").split()) not in values, node["name"]
+        assert node["name_score"] is not None or node["name_source"] == "fallback"
 
 
 @pytest.mark.slow

@@ -104,14 +104,13 @@ def test_clean_name_never_returns_markup_or_long_names():
     assert "<" not in name and len(name) <= prompts.MAX_NAME_CHARS
 
 
-def test_parse_numbered_list_dedups_and_cleans():
-    text = " Coding help\n2. Writing help: essays\n3. coding help\n4. <tag>\n5.   Travel plans</answer>\n6. After"
-    assert prompts.parse_numbered_list(text) == ["Coding help", "Writing help", "Travel plans"]
-
-
-def test_fallback_name_is_short_and_not_a_placeholder():
-    name = prompts.fallback_name("write a very long request about " + "many things " * 30)
-    assert 3 <= len(name) <= prompts.MAX_NAME_CHARS and name[0].isupper() and len(name.split()) <= 10
+@pytest.mark.parametrize("name, filler", [
+    ("Various user questions", True), ("A group of like-minded conversations", True), ("This is a task that is unique to me", True),
+    ("Help with miscellaneous topics", True), ("I am a creative AI assistant", True), ("Cooking pasta and risotto", False), ("Questions about capital cities", False),
+    ("Debugging Python code", False),
+])
+def test_is_filler_spots_names_that_say_nothing_about_their_group(name, filler):
+    assert prompts.is_filler(name) is filler
 
 
 def test_column_names_and_facet_resolution():

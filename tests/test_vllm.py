@@ -10,6 +10,7 @@ import pytest
 import clio_hf
 from clio_hf import prompts
 from clio_hf.facets import CONCERNING, REQUEST, TASK
+from clio_hf.hierarchy import NAME_SOURCES
 from clio_hf.llm import smollm2_checkpoint
 from fakes import conversation
 
@@ -87,7 +88,7 @@ def test_vllm_end_to_end_through_facets_and_a_hierarchy(engine, tmp_path):
         conversation=clio_hf.ConversationConfig(max_tokens=160),
         facets=clio_hf.FacetConfig(max_new_tokens=24, max_retries=1, batch_size=64),
         cluster=clio_hf.ClusterConfig(rows_per_base_cluster=3),
-        hierarchy=clio_hf.HierarchyConfig(name_samples=1, assign_samples=1, name_max_new_tokens=32),
+        hierarchy=clio_hf.HierarchyConfig(name_samples=1, name_max_new_tokens=32),
     )
     result = clio_hf.annotate(rows, facets="request,concerning", llm=engine, config=config, cache_dir=tmp_path)
     data, tree = result.data, result.hierarchy
@@ -98,5 +99,5 @@ def test_vllm_end_to_end_through_facets_and_a_hierarchy(engine, tmp_path):
     assert set(tree["facet"]) == {"request"} and max(tree["level"]) >= 1
     base = [n for n in tree if n["level"] == 0]
     assert sum(n["size"] for n in base) == len(requests)
-    assert all(n["name"] and n["name_source"] in ("llm", "fallback") for n in tree)
+    assert all(n["name"] and n["name_source"] in NAME_SOURCES for n in tree)
     assert result.info["llm"] == "vllm:smollm2-135m"
