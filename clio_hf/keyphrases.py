@@ -64,16 +64,20 @@ class Keyphrases:
         inside = np.flatnonzero(group_of_value >= 0)
         membership = sp.csr_matrix((self.rows_per_value[inside], (group_of_value[inside], inside)),
                                    shape=(num_groups, len(group_of_value)))
-        counts = (membership @ self.matrix).toarray() if self.terms.size else np.zeros((num_groups, 0))
-        totals = counts.sum(axis=1, keepdims=True)
-        idf = np.log1p(max(float(totals.mean()), 1.0) / np.maximum(self.rows_per_term, 1))
-        scores = np.where((self.eligible | any_term) & (counts >= np.minimum(min_group_rows, self._group_rows(membership))[:, None]),
-                          counts / np.maximum(totals, 1) * idf, 0.0)
+        # Sparse throughout: at a million rows the dense groups x terms matrix would not fit in memory.
+        counts = (membership @ self.matrix).tocsr()
+        totals = np.asarray(counts.sum(axis=1)).ravel()
+        idf = np.log1p(max(float(totals.mean()) if num_groups else 1.0, 1.0) / np.maximum(self.rows_per_term, 1))
+        floor = np.minimum(min_group_rows, self._group_rows(membership))
         out = []
         for g in range(num_groups):
+            row = slice(counts.indptr[g], counts.indptr[g + 1])
+            terms, hits = counts.indices[row], counts.data[row]
+            keep = (hits >= floor[g]) & (self.eligible[terms] | any_term)
+            terms, scores = terms[keep], hits[keep] / max(totals[g], 1) * idf[terms[keep]]
             chosen: list[str] = []
-            for j in np.argsort(-scores[g], kind="stable"):
-                if scores[g, j] <= 0 or len(chosen) == count:
+            for j in terms[np.lexsort((terms, -scores))]:  # best first; ties in vocabulary order
+                if len(chosen) == count:
                     break
                 words = set(self.terms[j].split())
                 if not any(words & set(c.split()) for c in chosen):

@@ -69,7 +69,8 @@ def test_real_result_push_then_load_dataset(hub_server, hub_env, real_result_dir
     commits = hub_server.commits("me/clio-run")
     assert len(commits) == 2  # the repo's initial commit, then the result in one commit; the re-push made none
     assert got["first"] == got["again"] == f"{hub_server.url}/datasets/me/clio-run/commit/{commits[-1]['oid']}"
-    assert got["rows"] > 0 and got["nodes"] > 0 and "request" in got["facets"]
+    # which facets keep published nodes is the small auditor's call; the round trip needs some
+    assert got["rows"] > 0 and got["nodes"] > 0 and got["facets"] and set(got["facets"]) <= {"request", "task"}
     remote = hub_server.files("me/clio-run")
     assert remote.pop(".gitattributes")
     # the pushed files are `for_publishing` saved to a folder, byte for byte (README card included)
