@@ -4,11 +4,12 @@ Per clustered facet. Each base cluster gets name candidates: the LLM's proposals
 nearest values outside it (after the Clio paper; greedy plus seeded samples), its keyphrases (class-based TF-IDF terms
 that at least `min_rows` rows of the facet contain) and a value that many rows share word for word. Every candidate
 is scored by how much closer it sits to the cluster's members than to the nearest other clusters' members, minus a
-penalty for filler, and the best one wins; its score is kept (`name_score`). Parents are found by Ward's agglomerative
-clustering of their children's centroids, level by level, with level sizes shrinking geometrically; the top level takes the number of
-nodes (up to `max_top_nodes`) whose grouping separates best. Each parent is then named the same way from the LLM's
-proposals given its children's names and from the keyphrases of all the rows under it. On the quality benchmark this
-grouping beat the LLM's proposed categories and votes (docs/quality.md). A node the LLM could not name is named by its
+penalty for filler, and the best one wins; its score is kept (`name_score`). Parents are found by Ward's
+agglomerative clustering of their children's mean embeddings, weighted by rows, level by level, with level sizes
+shrinking geometrically; the top level takes the finest cut (up to `max_top_nodes` nodes) that separates about as well
+as the best. Each parent is then named the same way from the LLM's proposals given its children's names and from the
+keyphrases of all the rows under it. On the quality benchmark this grouping beat the LLM's proposed categories and
+votes (docs/quality.md). A node the LLM could not name is named by its
 keyphrases, marked `name_source="fallback"`: never a placeholder, never one member's words.
 """
 
@@ -36,7 +37,7 @@ from .llm import LLM
 logger = logging.getLogger(__name__)
 
 # Keys cached trees: bump when a change to this module changes the names or the shape of a tree.
-NAMING_VERSION = 2
+NAMING_VERSION = 4
 
 # Where a node's name came from: the LLM; a keyphrase or a shared value that outscored the LLM's; a keyphrase because
 # the LLM gave nothing usable.
@@ -44,8 +45,10 @@ NAME_SOURCES = ("llm", "keyphrase", "shared_value", "fallback")
 
 _SILHOUETTE_TOLERANCE = 0.05
 
-# Keyphrases per node: shown to the LLM as a hint and used for keyphrase name candidates.
+# Keyphrases per node: shown to the LLM as a hint and used for keyphrase name candidates. A keyphrase must cover
+# `_MIN_TERM_SHARE` of the node's rows: in a big mixed parent, the words of a few similar rows are not its subject.
 _TERMS = 5
+_MIN_TERM_SHARE = 0.1
 
 # Items named per chunk: the transformers backend keeps 32 prompt heads, so a chunk's heads are all still cached when
 # its samples run.
@@ -176,7 +179,7 @@ class _FacetTree:
         outsides = [[self.answers[i] for i in nearest_answers]
                     for nearest_answers in _nearest_outside(self.answer_vectors, members_of, self.base_centroids, self.config.outside_samples)]
 
-        terms = self.keyphrases.top(self.answer_labels, num_base, count=_TERMS)
+        terms = self.keyphrases.top(self.answer_labels, num_base, count=_TERMS, min_share=_MIN_TERM_SHARE)
 
         def prompt(cluster: int):
             return prompts.cluster_name_prompt(self.facet, insides[cluster], outsides[cluster], terms[cluster])
@@ -206,14 +209,15 @@ class _FacetTree:
             if target < 1:
                 break
             centroids = self._centroids(current)
-            merges = _ward_tree(centroids)
+            merges = _ward_tree(np.stack([self.nodes[i].vector_sum / max(self.nodes[i].size, 1) for i in current]),
+                                np.array([self.nodes[i].size for i in current]))
             if level == len(targets):  # the top: as many nodes as the data separates best, within max_top_nodes
                 groups = self._best_top_grouping(centroids, merges)
             else:
                 groups = _cut(merges, target)
             current = self._build_level(current, level, groups)
 
-    def _best_top_grouping(self, centroids: np.ndarray, merges: np.ndarray) -> np.ndarray:
+    def _best_top_grouping(self, centroids: np.ndarray, merges: list[tuple[int, int]]) -> np.ndarray:
         """Of the cuts of the merge tree into k = 2..max_top_nodes groups, the finest that separates about as well as the
         best (silhouette, cosine, within `_SILHOUETTE_TOLERANCE`)."""
         from sklearn.metrics import silhouette_score
@@ -246,7 +250,8 @@ class _FacetTree:
         position = np.full(len(self.nodes), -1)
         position[ids] = np.arange(len(ids))
 
-        terms = self.keyphrases.top(position[self.node_of_base][self.answer_labels], len(ids), count=_TERMS)
+        terms = self.keyphrases.top(position[self.node_of_base][self.answer_labels], len(ids), count=_TERMS,
+                                    min_share=_MIN_TERM_SHARE)
 
         def prompt(p: int):
             return prompts.rename_parent_prompt(self.facet, [self.nodes[m].name for m in self.nodes[p].children][:10],
@@ -397,19 +402,45 @@ class _FacetTree:
         return out
 
 
-def _ward_tree(vectors: np.ndarray) -> np.ndarray:
-    """Ward's agglomerative merge tree of unit vectors; `_cut` reads any number of groups off it. Deterministic, and on
-    a few dozen to a few thousand centroids it finds well-separated groups that seeded k-means splits or merges."""
-    from scipy.cluster.hierarchy import linkage
+def _ward_tree(means: np.ndarray, sizes: np.ndarray) -> list[tuple[int, int]]:
+    """Ward's agglomerative merges of clusters given their rows' mean embeddings and row counts: each step joins the
+    pair whose merge adds least to the rows' within-group sum of squares, size × size / (size + size) × distance².
 
-    return linkage(np.asarray(vectors, dtype=np.float64), method="ward")
+    Weighting by rows matters: unweighted, a 3-row outlier cluster costs as much as a 300-row one, and cuts leave tiny
+    outliers on their own while everything else lumps into one node. Lance-Williams updates on a dense matrix: O(n²)
+    memory and about n² work per merge in numpy, well under a second for the 1,000 clusters of a large run.
+    """
+    n = len(means)
+    means = np.asarray(means, dtype=np.float64)
+    sizes = np.asarray(sizes, dtype=np.float64).copy()
+    squared = np.maximum((means ** 2).sum(1)[:, None] + (means ** 2).sum(1)[None, :] - 2 * means @ means.T, 0)
+    cost = sizes[:, None] * sizes[None, :] / np.maximum(sizes[:, None] + sizes[None, :], 1e-12) * squared
+    np.fill_diagonal(cost, np.inf)
+    alive = np.ones(n, dtype=bool)
+    merges = []
+    for _ in range(n - 1):
+        i, j = divmod(int(np.argmin(cost)), n)
+        i, j = min(i, j), max(i, j)
+        ni, nj, nk = sizes[i], sizes[j], sizes
+        joined = ((ni + nk) * cost[i] + (nj + nk) * cost[j] - nk * cost[i, j]) / (ni + nj + nk)
+        cost[i], cost[:, i] = joined, joined
+        cost[i, i] = np.inf
+        cost[j], cost[:, j] = np.inf, np.inf
+        cost[~alive], cost[:, ~alive] = np.inf, np.inf
+        sizes[i] += nj
+        alive[j] = False
+        merges.append((i, j))
+    return merges
 
 
-def _cut(tree: np.ndarray, k: int) -> np.ndarray:
-    """Each vector's group (0-based) when the merge tree is cut into at most k groups."""
-    from scipy.cluster.hierarchy import fcluster
-
-    return fcluster(tree, k, criterion="maxclust").astype(np.int64) - 1
+def _cut(merges: list[tuple[int, int]], k: int) -> np.ndarray:
+    """Each cluster's group (0-based, in order of first member) once the merges have left k groups."""
+    n = len(merges) + 1
+    owner = np.arange(n)
+    for i, j in merges[: max(0, n - k)]:
+        owner[owner == j] = i
+    _, groups = np.unique(owner, return_inverse=True)
+    return groups.astype(np.int64)
 
 
 def _group_by_label(labels: np.ndarray, count: int) -> list[np.ndarray]:

@@ -52,11 +52,11 @@ class Keyphrases:
         self.rows_per_term = rows_per_term
 
     def top(self, group_of_value: np.ndarray, num_groups: int, count: int = 5, min_group_rows: int = 2,
-            any_term: bool = False) -> list[list[str]]:
+            any_term: bool = False, min_share: float = 0.0) -> list[list[str]]:
         """Per group 0..num_groups-1, up to `count` eligible terms, best first; a term overlapping a better one is skipped.
 
         `group_of_value[i]` is value i's group, or -1 for none. A term must also appear in `min_group_rows` of the
-        group's rows (or all of them, in a smaller group). `any_term` drops the `min_rows` eligibility: only for a
+        group's rows (or all of them, in a smaller group) and `min_share` of them. `any_term` drops the `min_rows` eligibility: only for a
         node the privacy gates will judge as too small or too scattered to publish as it stands. Scores are class-based TF-IDF over row counts: a term's
         share of the group's term occurrences times log(1 + average occurrences per group / the term's rows overall).
         """
@@ -68,7 +68,8 @@ class Keyphrases:
         counts = (membership @ self.matrix).tocsr()
         totals = np.asarray(counts.sum(axis=1)).ravel()
         idf = np.log1p(max(float(totals.mean()) if num_groups else 1.0, 1.0) / np.maximum(self.rows_per_term, 1))
-        floor = np.minimum(min_group_rows, self._group_rows(membership))
+        group_rows = self._group_rows(membership)
+        floor = np.maximum(np.minimum(min_group_rows, group_rows), np.ceil(min_share * group_rows))
         out = []
         for g in range(num_groups):
             row = slice(counts.indptr[g], counts.indptr[g + 1])

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import datasets
@@ -285,15 +286,18 @@ def test_real_run_names_say_what_their_rows_are_about(real_result):
 
 @pytest.mark.slow
 def test_real_run_saves_in_the_hub_layout_and_reloads(real_result, tmp_path):
-    real_result.save_to_disk(tmp_path / "r")
-    again = ClioResult.load(tmp_path / "r")
+    # datasets keys its cache of a local folder by the folder's name and config, not its path: a unique name keeps
+    # an earlier run's cached split sizes out of this one
+    folder = tmp_path / f"r-{uuid.uuid4().hex[:12]}"
+    real_result.save_to_disk(folder)
+    again = ClioResult.load(folder)
     assert again.data.to_dict() == real_result.data.to_dict()
     assert again.hierarchy.to_dict() == real_result.hierarchy.to_dict()
-    tree = datasets.load_dataset(str(tmp_path / "r"), "hierarchy", split="train")
+    tree = datasets.load_dataset(str(folder), "hierarchy", split="train")
     assert len(tree) == len(real_result.hierarchy)
     info = again.info
     for key in ("format_version", "clio_hf_version", "llm", "embedder", "facets", "prompt_version", "config", "seed", "rows", "timings", "parse_failures", "fallback_names"):
         assert key in info
     assert info["llm"] == "smollm2-135m" and info["embedder"] == "minilm-l6"
-    card = (tmp_path / "r" / "README.md").read_text()
+    card = (folder / "README.md").read_text()
     assert "config_name: hierarchy" in card and "config_name: default" in card
