@@ -78,7 +78,7 @@ def main() -> None:
           "pressure); anonymous is the memory the run itself holds.")
     levels = collections.Counter(result.hierarchy["level"])
     print(f"tree: {len(result.hierarchy)} nodes, per level {dict(sorted(levels.items()))}; prompts per kind {dict(llm.count)}")
-    print("naming prompts per level (level 0: naming the base clusters; above: proposals, assignments, renames):")
+    print("naming prompts per level (level 0: naming the base clusters; above: naming parents):")
     for level, kinds in sorted(llm.count_by_level.items()):
         print(f"    level {level}: {sum(kinds.values()):>6,}  {dict(kinds)}")
     _project_naming_time(llm, args.name_sample)
@@ -212,19 +212,14 @@ class _InstantLLM:
     def generate(self, chats, *, max_new_tokens, stop=(), temperature=0.0, seeds=None):
         out = []
         for chat in chats:
-            if chat[-1]["content"] != "<name>":
-                kind = "propose"
-            else:  # a base cluster's name, from member answers, or a parent's, from its children's names
-                kind = "name" if chat[1]["content"].startswith("These are answers") else "rename"
+            # a base cluster's name, from member answers, or a parent's, from its children's names
+            kind = "name" if "<answers>" in chat[1]["content"] else "rename"
             self._counted(kind, 1)
             if len(self.sent[kind]) < 64 and temperature == 0.0:
                 self.sent[kind].append((chat, {"max_new_tokens": max_new_tokens, "stop": list(stop)}))
             shown = [line[2:] for line in chat[1]["content"].splitlines() if line.startswith("- ")]
             first = " ".join((shown[0] if shown else "requests").split(":")[0].split()[:8])
-            if kind in ("name", "rename"):
-                out.append(f"{first}</name>\n<summary>Requests like: {first}.")
-            else:
-                out.append(" " + "\n".join(f"{i}. {' '.join(s.split(':')[0].split()[:6])}" for i, s in enumerate(shown[:4], 1)) + "</answer>")
+            out.append(f"Topic of {first}</name>\n<summary>Requests like: {first}.")
         return out
 
     def choose(self, chats, options):
