@@ -56,9 +56,10 @@ class Keyphrases:
         """Per group 0..num_groups-1, up to `count` eligible terms, best first; a term overlapping a better one is skipped.
 
         `group_of_value[i]` is value i's group, or -1 for none. A term must also appear in `min_group_rows` of the
-        group's rows (or all of them, in a smaller group) and `min_share` of them. `any_term` drops the `min_rows` eligibility: only for a
-        node the privacy gates will judge as too small or too scattered to publish as it stands. Scores are class-based TF-IDF over row counts: a term's
-        share of the group's term occurrences times log(1 + average occurrences per group / the term's rows overall).
+        group's rows (or all of them, in a smaller group) and in `min_share` of them. `any_term` drops the `min_rows`
+        eligibility: only for a node the privacy gates will judge as too small or too scattered to publish as it stands.
+        Scores are class-based TF-IDF over row counts: a term's share of the group's term occurrences times
+        log(1 + average occurrences per group / the term's rows overall).
         """
         group_of_value = np.asarray(group_of_value)
         inside = np.flatnonzero(group_of_value >= 0)
