@@ -258,9 +258,12 @@ def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, l
         still = []
         for (facet, i), text in zip(pending, outputs):
             value = _parse(facet, text, chats[facet.column][i])
-            if value is None or value is _UNGROUNDED:
+            if value is _UNGROUNDED:
                 still.append((facet, i))
-                (ungrounded.add if value is _UNGROUNDED else ungrounded.discard)((facet.column, i))
+                ungrounded.add((facet.column, i))
+            elif value is None:
+                still.append((facet, i))
+                ungrounded.discard((facet.column, i))  # its last attempt did not even parse
             else:
                 values[facet.column][i] = value
         if still and attempt < config.max_retries:

@@ -175,9 +175,9 @@ class _FacetTree:
             self.nodes.append(_Node(0, "", "", "", len(rows), sums, vector_sum=vectors[rows].sum(axis=0), node_id=cluster))
             rng = self._rng(0, cluster)
             insides.append([self.answers[i] for i in rng.permutation(members_of[cluster])[: self.config.inside_samples]])
-        self.base_centroids = self._centroids(list(range(num_base)))
+        centroids = normalise(self._means(list(range(num_base))))
         outsides = [[self.answers[i] for i in nearest_answers]
-                    for nearest_answers in _nearest_outside(self.answer_vectors, members_of, self.base_centroids, self.config.outside_samples)]
+                    for nearest_answers in _nearest_outside(self.answer_vectors, members_of, centroids, self.config.outside_samples)]
 
         terms = self.keyphrases.top(self.answer_labels, num_base, count=_TERMS, min_share=_MIN_TERM_SHARE)
 
@@ -208,11 +208,10 @@ class _FacetTree:
             target = min(target, len(current) - 1)  # an earlier level may have shrunk more than planned
             if target < 1:
                 break
-            centroids = self._centroids(current)
-            merges = _ward_tree(np.stack([self.nodes[i].vector_sum / max(self.nodes[i].size, 1) for i in current]),
-                                np.array([self.nodes[i].size for i in current]))
+            means = self._means(current)
+            merges = _ward_tree(means, np.array([self.nodes[i].size for i in current]))
             if level == len(targets):  # the top: as many nodes as the data separates best, within max_top_nodes
-                groups = self._best_top_grouping(centroids, merges)
+                groups = self._best_top_grouping(normalise(means), merges)
             else:
                 groups = _cut(merges, target)
             current = self._build_level(current, level, groups)
@@ -283,7 +282,7 @@ class _FacetTree:
             candidates.append(list(dict.fromkeys(own)))
         texts = sorted({text for own in candidates for name, summary, _ in own for text in (name, summary) if text})
         vector_of = dict(zip(texts, normalise(self.embedder.encode(texts)))) if texts else {}
-        means = np.stack([self.nodes[i].vector_sum / max(self.nodes[i].size, 1) for i in ids])
+        means = self._means(ids)
         centroids = normalise(means)
         similar = centroids @ centroids.T
         np.fill_diagonal(similar, -np.inf)
@@ -310,8 +309,8 @@ class _FacetTree:
                 _, negative, _, name, summary, source, v = min(scored, key=lambda s: s[:3])
                 node.name, node.name_score, node.name_source = name, round(-negative, 4), source
                 # The winner's own summary; else whichever LLM summary fits the node, measured the same way.
-                fitting = sorted((-contrast(s, p), s) for *_, s, _, _ in scored if s and contrast(s, p) > 0)
-                node.summary = summary or (fitting[0][1] if fitting else self._terms_summary(terms[p], node))
+                fit, best_summary = max(((contrast(s, p), s) for *_, s, _, _ in scored if s), default=(0.0, None))
+                node.summary = summary or (best_summary if fit > 0 else self._terms_summary(terms[p], node))
                 if not proposals[p] and source != "shared_value":
                     node.name_source = "fallback"  # the LLM gave nothing usable
                 chosen.append(v)
@@ -330,7 +329,7 @@ class _FacetTree:
         rows of the facet contain, or failing that any of its terms (such a node is too small or too scattered for
         the privacy gates to publish as it stands)."""
         node = self.nodes[node_id]
-        mine = np.isin(self.node_of_base[self.answer_labels] if node.level else self.answer_labels, [node_id])
+        mine = (self.node_of_base[self.answer_labels] if node.level else self.answer_labels) == node_id
         groups = np.where(mine, 0, -1)
         terms = (self.keyphrases.top(groups, 1, count=3, min_group_rows=1)[0]
                  or self.keyphrases.top(groups, 1, count=3, min_group_rows=1, any_term=True)[0])
@@ -374,11 +373,11 @@ class _FacetTree:
         progress.close()
         return answers
 
-    def _centroids(self, ids: list[int]) -> np.ndarray:
-        """Unit vectors of the nodes' members' mean embedding, (len(ids), d)."""
+    def _means(self, ids: list[int]) -> np.ndarray:
+        """The nodes' rows' mean embeddings, (len(ids), d): Ward's input, and a name's mean similarity to the rows."""
         if not ids:
             return np.zeros((0, self.answer_vectors.shape[1]), np.float32)
-        return normalise(np.stack([self.nodes[i].vector_sum for i in ids]))
+        return np.stack([self.nodes[i].vector_sum / max(self.nodes[i].size, 1) for i in ids])
 
     def _rng(self, *key: int) -> np.random.Generator:
         return np.random.default_rng([self.config.seed, zlib.crc32(self.facet.column.encode()), *key])
@@ -416,7 +415,6 @@ def _ward_tree(means: np.ndarray, sizes: np.ndarray) -> list[tuple[int, int]]:
     squared = np.maximum((means ** 2).sum(1)[:, None] + (means ** 2).sum(1)[None, :] - 2 * means @ means.T, 0)
     cost = sizes[:, None] * sizes[None, :] / np.maximum(sizes[:, None] + sizes[None, :], 1e-12) * squared
     np.fill_diagonal(cost, np.inf)
-    alive = np.ones(n, dtype=bool)
     merges = []
     for _ in range(n - 1):
         i, j = divmod(int(np.argmin(cost)), n)
@@ -425,10 +423,8 @@ def _ward_tree(means: np.ndarray, sizes: np.ndarray) -> list[tuple[int, int]]:
         joined = ((ni + nk) * cost[i] + (nj + nk) * cost[j] - nk * cost[i, j]) / (ni + nj + nk)
         cost[i], cost[:, i] = joined, joined
         cost[i, i] = np.inf
-        cost[j], cost[:, j] = np.inf, np.inf
-        cost[~alive], cost[:, ~alive] = np.inf, np.inf
+        cost[j], cost[:, j] = np.inf, np.inf  # a merged-away cluster's costs stay infinite: joined ones from it too
         sizes[i] += nj
-        alive[j] = False
         merges.append((i, j))
     return merges
 

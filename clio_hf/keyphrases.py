@@ -14,18 +14,10 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
-# Words every facet's values share, whatever the group ("the user asks to write a ..."): never a keyphrase.
-_GENERIC = frozenset({
-    "user", "users", "assistant", "ai", "ask", "asks", "asked", "asking", "request", "requests", "requesting", "want",
-    "wants", "help", "helps", "question", "questions", "provide", "provides", "information", "answer", "answers", "get",
-    "make", "know", "like", "need", "needs", "use", "using", "way", "ways", "specific", "given", "certain", "based",
-    "conversation", "conversations", "chat", "topic", "topics", "group", "groups", "task", "tasks", "response",
-    "responses", "query", "queries", "various", "general", "thing", "things",
-    # the verbs an LLM opens a facet value with ("find out ...", "determine ..."): how it words them, not the subject
-    "find", "determine", "identify", "called", "named", "explain", "describe", "tell", "give", "learn", "discover",
-    "explore", "understand", "obtain", "inquire", "seek", "seeking", "looking",
-})
-_STOP = ENGLISH_STOP_WORDS | _GENERIC
+from .prompts import GENERIC_WORDS
+
+# Never a keyphrase: English function words and the words any facet value may use whatever its group.
+_STOP = ENGLISH_STOP_WORDS | GENERIC_WORDS
 _WORD = re.compile(r"(?u)\b[^\W\d_][^\W\d_]+\b")
 
 

@@ -200,6 +200,7 @@ def annotate(
     empty = [C.is_empty_conversation(c) for batch in unique.select_columns([column_prefix + C.CONVERSATION]).iter(batch_size=4096)
              for c in batch[column_prefix + C.CONVERSATION]]  # null in every facet, counted apart from parse failures
     audit_usage = {k: v - usage_before.get(k, 0) for k, v in (getattr(llm, "usage", None) or {}).items()}
+    names = _name_record(hierarchy, [f.column for f in facets if f.clustered])
     info = {
         "format_version": FORMAT_VERSION,
         "clio_hf_version": __version__,
@@ -222,12 +223,10 @@ def annotate(
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "parse_failures": {f.column: sum(v is None and not e for v, e in zip(unique[C.facet_column(f, column_prefix)], empty))
                            for f in facets},
-        "fallback_names": {f.column: sum(1 for h in hierarchy if h["facet"] == f.column and h["name_source"] == "fallback") for f in facets if f.clustered},
+        "fallback_names": {facet: sources.get("fallback", 0) for facet, sources in names["name_sources"].items()},
         "users_words_fallbacks": {f.column: sum(1 for v in unique[C.facet_column(f, column_prefix)] if isinstance(v, str) and prompts.USERS_WORDS in v)
                                   for f in facets if not f.numeric},
-        "name_sources": {f.column: dict(sorted(Counter(h["name_source"] for h in hierarchy if h["facet"] == f.column).items()))
-                         for f in facets if f.clustered},
-        "median_name_score": {f.column: _median([h["name_score"] for h in hierarchy if h["facet"] == f.column]) for f in facets if f.clustered},
+        **names,
         "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
                     "pii_version": PII_VERSION, "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
         "clustering": clustering,
@@ -240,9 +239,14 @@ def annotate(
     return ClioResult(data=data, hierarchy=hierarchy, info=info)
 
 
-def _median(values: list) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(float(np.median(present)), 4) if present else None
+def _name_record(hierarchy: datasets.Dataset, facets: list[str]) -> dict:
+    """Per clustered facet, where its names came from and how well they fit (the median `name_score`)."""
+    nodes = hierarchy.select_columns(["facet", "name_source", "name_score"]).to_list()
+    scores = {f: [n["name_score"] for n in nodes if n["facet"] == f and n["name_score"] is not None] for f in facets}
+    return {
+        "name_sources": {f: dict(sorted(Counter(n["name_source"] for n in nodes if n["facet"] == f).items())) for f in facets},
+        "median_name_score": {f: round(float(np.median(scores[f])), 4) if scores[f] else None for f in facets},
+    }
 
 
 def _project(data, workdir: Path, conversations, facets, llm, embedder, config: ClioConfig, prefix: str) -> datasets.Dataset:

@@ -46,15 +46,21 @@ _META_WORDS = {
 }
 
 
-# With _META_WORDS, what a filler name is made of ("Various user questions", "A group of like-minded conversations").
-_GENERIC_WORDS = {
+# Words that say nothing about what a group is about: a name made only of these (and _META_WORDS) is filler, and none of
+# them is ever a keyphrase. Function words and how an LLM words a request ("find out", "determine") included.
+GENERIC_WORDS = frozenset({
     "various", "variety", "miscellaneous", "misc", "general", "different", "specific", "unique", "other", "others",
-    "range", "collection", "kind", "kinds", "type", "types", "things", "thing", "stuff", "items", "item", "questions",
-    "question", "queries", "query", "tasks", "topics", "categories", "help", "assistance", "assist", "support",
-    "information", "related", "like", "minded", "me", "my", "we", "our", "you", "your", "be", "has", "have", "about",
-    "from", "by", "as", "at", "its", "their", "them", "they", "all", "some", "many", "more", "most", "other", "such",
-    "interested", "asking", "asks", "ask", "wants", "want", "seeking", "seek", "need", "needs",
-}
+    "range", "collection", "kind", "kinds", "type", "types", "things", "thing", "stuff", "items", "item", "question",
+    "questions", "query", "queries", "task", "tasks", "topic", "topics", "categories", "group", "groups", "help",
+    "helps", "assistance", "assist", "support", "information", "related", "like", "minded", "me", "my", "we", "our",
+    "you", "your", "be", "has", "have", "about", "from", "by", "as", "at", "its", "their", "them", "they", "all", "some",
+    "many", "more", "most", "such", "interested", "user", "users", "assistant", "ai", "ask", "asks", "asked", "asking",
+    "request", "requests", "requesting", "want", "wants", "seeking", "seek", "need", "needs", "provide", "provides",
+    "answer", "answers", "get", "make", "know", "use", "using", "way", "ways", "given", "certain", "based",
+    "conversation", "conversations", "chat", "response", "responses", "find", "determine", "identify", "called",
+    "named", "explain", "describe", "tell", "give", "learn", "discover", "explore", "understand", "obtain", "inquire",
+    "looking",
+})
 _SELF_SENTENCE = re.compile(r"^(this|these|it|they|that|i|we) (is|are|am)\b", re.I)
 
 
@@ -147,6 +153,13 @@ _FUNCTION_WORDS = frozenset(
 _CONVERSATION_BLOCK = re.compile(r"<conversation>\n(.*)\n</conversation>", re.S)
 
 
+def _material_and_conversation(prompt: ChatPrompt) -> tuple[str, str]:
+    """A facet prompt's material turn, and the transcript inside its <conversation> block ("" without one)."""
+    material = prompt[1]["content"] if len(prompt) > 1 else ""
+    found = _CONVERSATION_BLOCK.search(material)
+    return material, found.group(1) if found else ""
+
+
 def echoes_instructions(answer: str, prompt: ChatPrompt, run: int = 4) -> bool:
     """Whether an answer repeats `run` consecutive words of our own instructions, two or more of them content words,
     that the conversation itself does not contain. Such an answer describes the prompt, not the conversation (a small
@@ -157,9 +170,7 @@ def echoes_instructions(answer: str, prompt: ChatPrompt, run: int = 4) -> bool:
         words = _WORD.findall(text.lower())
         return {tuple(words[i : i + run]) for i in range(len(words) - run + 1)}
 
-    material = prompt[1]["content"] if len(prompt) > 1 else ""
-    found = _CONVERSATION_BLOCK.search(material)
-    conversation = found.group(1) if found else ""
+    material, conversation = _material_and_conversation(prompt)
     instructions = " \n ".join([m["content"] for m in prompt[:-1] if m is not prompt[1]]
                                + [_CONVERSATION_BLOCK.sub(" \n ", material)])
     echoed = (runs(answer) & runs(instructions)) - runs(conversation)
@@ -184,9 +195,7 @@ def invents_content(answer: str, prompt: ChatPrompt) -> bool:
     """Whether an answer shares no content word (by a 5-letter stem) with the conversation it should describe: it
     describes something else ("provide a response that is concise and clear"). Only judged where the conversation has
     some Latin-script words to share; an English answer about a Chinese conversation shares none and is fine."""
-    material = prompt[1]["content"] if len(prompt) > 1 else ""
-    found = _CONVERSATION_BLOCK.search(material)
-    theirs = _content_stems(found.group(1) if found else material)
+    theirs = _content_stems(_material_and_conversation(prompt)[1])
     return len(theirs) >= 5 and not (_content_stems(answer) & theirs)
 
 
@@ -334,14 +343,13 @@ def clean_summary(text: str, forbidden: Sequence[str] = ()) -> str | None:
 
 
 def copies_member(name: str, values: Sequence[str], run: int = 5) -> bool:
-    """Whether a name repeats one member's words (a run of `run` words, or the whole name when it has 3+ words): a
-    name must be about the group, and one person's words in it would slip past the privacy gates."""
+    """Whether a name repeats one member's words (a run of `run` words, two of them content words, or the whole name
+    when it has 3+ words): a name must be about the group, and one person's words in it would slip past the gates."""
     words = re.findall(r"[a-z0-9]+", name.casefold())
-    whole = " ".join(words)
-    runs = {tuple(words[i: i + run]) for i in range(len(words) - run + 1)}
+    whole, runs = f" {' '.join(words)} ", _runs(words, run)
     for value in values:
         theirs = re.findall(r"[a-z0-9]+", value.casefold())
-        if (len(words) >= 3 and f" {whole} " in f" {' '.join(theirs)} ") or runs & {tuple(theirs[i: i + run]) for i in range(len(theirs) - run + 1)}:
+        if (len(words) >= 3 and whole in f" {' '.join(theirs)} ") or runs & _runs(theirs, run):
             return True
     return False
 
@@ -350,7 +358,7 @@ def is_filler(name: str) -> bool:
     """Whether a name says nothing about its group: no word outside generic talk of groups, requests and variety, or a
     sentence about itself ("This is a ...")."""
     words = set(re.findall(r"[a-z]+", name.casefold()))
-    return bool(_SELF_SENTENCE.match(name)) or not (words - _META_WORDS - _GENERIC_WORDS)
+    return bool(_SELF_SENTENCE.match(name)) or not (words - _META_WORDS - GENERIC_WORDS)
 
 
 def prompt_examples(facet: Facet) -> list[str]:

@@ -260,17 +260,17 @@ class ClioView:
         kids = "".join(f'<li><a href="#" data-goto="{k}">{esc(self.trees[facet][k].name)}</a> '
                        f'<span class="meta">{self.trees[facet][k].size:,} rows</span></li>' for k in n.kids)
         samples = self.samples(facet, n.id)
-        fallback = {"fallback": ' · <span title="the LLM gave no usable name: named by its keyphrases">keyphrase name (fallback)</span>',
+        provenance = {"fallback": ' · <span title="the LLM gave no usable name: named by its keyphrases">keyphrase name (fallback)</span>',
                     "keyphrase": ' · <span title="its keyphrases fit its rows better than the LLM\'s names">keyphrase name</span>',
                     "shared_value": ' · <span title="a value many of its rows share word for word">shared value</span>',
                     }.get(n.source, "")
         if n.score is not None:
-            fallback += (f' · <span title="how much closer the name sits to this node\'s rows than to its nearest siblings\' '
+            provenance += (f' · <span title="how much closer the name sits to this node\'s rows than to its nearest siblings\' '
                          f'rows (embedding similarity)">name fit {n.score:.2f}</span>')
         return (
             f'<div class="clio-detail" data-node="{n.id}"><div class="crumbs">{crumbs}</div>'
             f"<h3>{esc(n.name)}</h3><div class=\"meta\">{esc(facet)} · node {n.id} · level {n.level} · "
-            f"{self.meta(facet, n)}{fallback}</div><p>{esc(n.summary)}</p>"
+            f"{self.meta(facet, n)}{provenance}</div><p>{esc(n.summary)}</p>"
             + self.means_html(facet, n) + self.groups_html(facet, n)
             + (f"<h4>Children ({len(n.kids)})</h4><ul>{kids}</ul>" if kids else "")
             + f"<h4>Sample rows ({len(samples)} of {n.size:,})</h4>"
