@@ -37,7 +37,7 @@ from .llm import LLM
 logger = logging.getLogger(__name__)
 
 # Keys cached trees: bump when a change to this module changes the names or the shape of a tree.
-NAMING_VERSION = 4
+NAMING_VERSION = 5
 
 # Where a node's name came from: the LLM; a keyphrase or a shared value that outscored the LLM's; a keyphrase because
 # the LLM gave nothing usable.
