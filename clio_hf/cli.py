@@ -124,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--top", type=int, default=15, help="rows to print")
     compare.add_argument("--csv", help="also write every tested node to this CSV file")
 
+    export = commands.add_parser("export", help="write one node's rows (or every row but some nodes') to a file")
+    export.add_argument("dataset", help="result folder or Hub repo id")
+    export.add_argument("--facet", required=True, help="the clustered facet whose tree holds the nodes")
+    export.add_argument("--node", type=int, action="append", required=True, help="a node id; repeat for several")
+    export.add_argument("--drop", action="store_true", help="write every row except those under the nodes")
+    export.add_argument("--out", required=True, help="a .parquet, .jsonl or .csv file, or a folder (save_to_disk)")
+
     deploy = commands.add_parser("deploy-space", help="create a Gradio Space that shows a pushed result")
     deploy.add_argument("space", help="Space repo id, e.g. org/clio-viewer")
     deploy.add_argument("--dataset", required=True, help="the result's dataset repo id")
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         commands = {"annotate": _annotate, "push": _push, "view": _view, "deploy-space": _deploy, "summary": _summary, "compare": _compare,
-                    "assign": _assign}
+                    "assign": _assign, "export": _export}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print(f"clio-hf {args.command}: interrupted; finished shards are cached, rerun the same command to resume.", file=sys.stderr)
@@ -419,6 +426,22 @@ def _compare(args) -> int:
                                           "share_overall", "log_odds", "test", "chi2", "dof", "p_value", "q_value", "cramers_v"]))
     if args.csv:
         _write_csv(rows, args.csv)
+    return 0
+
+
+def _export(args) -> int:
+    from .result import ClioResult
+
+    result = ClioResult.load(args.dataset)
+    rows = (result.drop_nodes if args.drop else result.select_nodes)(args.facet, args.node)
+    out = Path(args.out)
+    writers = {".parquet": rows.to_parquet, ".jsonl": lambda p: rows.to_json(p, lines=True), ".csv": rows.to_csv}
+    if out.suffix in writers:
+        writers[out.suffix](str(out))
+    else:
+        rows.save_to_disk(str(out))
+    what = "without" if args.drop else "under"
+    print(f"{len(rows):,} rows {what} {args.facet} node(s) {', '.join(map(str, args.node))} -> {out}")
     return 0
 
 

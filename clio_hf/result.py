@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
@@ -176,6 +177,41 @@ class ClioResult:
             info["engine"] = {k: v for k, v in info["engine"].items() if k != "address"}
         info.pop("files", None)  # the local folder's shards; a save or push records its own
         return ClioResult(data=data, hierarchy=hierarchy, info=info)
+
+    def select_node(self, facet: str, node_id: int) -> datasets.Dataset:
+        """The rows under one node of a facet's tree (every base cluster of its subtree), with all their columns.
+
+        Raises:
+            ValueError: naming the facet or node when the tree has no such node, or the rows no cluster column.
+        """
+        return self.select_nodes(facet, [node_id])
+
+    def select_nodes(self, facet: str, node_ids: Sequence[int]) -> datasets.Dataset:
+        """The rows under any of `node_ids`, each once, in the result's order."""
+        return self.data.select(np.flatnonzero(self._rows_under(facet, node_ids)))
+
+    def drop_nodes(self, facet: str, node_ids: Sequence[int]) -> datasets.Dataset:
+        """The rows under none of `node_ids` (rows without a cluster stay): the dataset without what those nodes hold."""
+        return self.data.select(np.flatnonzero(~self._rows_under(facet, node_ids)))
+
+    def _rows_under(self, facet: str, node_ids: Sequence[int]) -> np.ndarray:
+        from .facets import column_name
+        from .tree_rows import children, rows_under
+
+        facet = column_name(facet)
+        in_facet = [i for i, f in enumerate(self.hierarchy["facet"]) if f == facet]
+        if not in_facet:
+            raise ValueError(f"No tree for facet {facet!r}; this result has {sorted(set(self.hierarchy['facet']))}.")
+        nodes = self.hierarchy.select(in_facet)
+        parents = dict(zip(nodes["node_id"], nodes["parent_id"]))
+        unknown = [n for n in node_ids if n not in parents]
+        if unknown:
+            raise ValueError(f"Facet {facet!r} has no node {unknown[0]!r} (node ids run from {min(parents)} to {max(parents)}).")
+        column = self.info.get("column_prefix", "") + facet + "_cluster"
+        if column not in self.data.column_names:
+            raise ValueError(f"The rows have no {column!r} column (an aggregates-only result?), so no node's rows can be found.")
+        clusters = self.data.with_format("arrow")[column].fill_null(-1).to_numpy()  # honours an indices mapping
+        return rows_under(clusters, children(parents), node_ids)
 
     def push_to_hub(
         self, repo_id: str, *, private: bool = True, token: str | None = None, commit_message: str | None = None,

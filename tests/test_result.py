@@ -403,3 +403,29 @@ def test_failed_push_raises_and_a_retry_succeeds(hub_server, hub_env, published)
 
 def test_empty_hierarchy_from_the_hub(hub_env):
     assert "empty-ok" in run_hub_client(PUSH, hub_env, "user/empty", "empty-hierarchy").stdout
+
+
+def test_select_node_and_drop_nodes_return_the_rows_under_a_subtree(saved, tmp_path):
+    """Node 4 holds base clusters 0 and 2; rows keep every column and the result's order."""
+    from clio_hf.cli import main
+
+    result = ClioResult.load(saved)
+    clusters = result.data["request_cluster"]
+    under = result.select_node("request", 4)
+    assert isinstance(under, datasets.Dataset) and under.column_names == result.data.column_names
+    assert under["request_cluster"] == [c for c in clusters if c in (0, 2)]
+    assert result.select_node("Request", 1)["conversation"] == [r["conversation"] for r in result.data if r["request_cluster"] == 1]
+    kept = result.drop_nodes("request", [4, 3])
+    assert kept["request_cluster"] == [c for c in clusters if c == 1]
+    assert len(result.select_nodes("request", [4, 0])) == len(under)  # a child of a chosen node counts once
+    with pytest.raises(ValueError, match=r"no node 9 \(node ids run from 0 to 5\)"):
+        result.select_node("request", 9)
+    with pytest.raises(ValueError, match=r"No tree for facet 'task'.*\['request'\]"):
+        result.drop_nodes("task", [0])
+    # the CLI writes the same rows
+    assert main(["export", str(saved), "--facet", "request", "--node", "4", "--out", str(tmp_path / "n4.parquet")]) == 0
+    assert datasets.Dataset.from_parquet(str(tmp_path / "n4.parquet"))["request"] == under["request"]
+    assert main(["export", str(saved), "--facet", "request", "--node", "4", "--node", "3", "--drop",
+                 "--out", str(tmp_path / "rest.jsonl")]) == 0
+    assert datasets.Dataset.from_json(str(tmp_path / "rest.jsonl"))["request_cluster"] == kept["request_cluster"]
+    assert main(["export", str(saved), "--facet", "request", "--node", "7", "--out", str(tmp_path / "x.csv")]) == 2
