@@ -96,6 +96,8 @@ class RayEngine:
         model_id = model_id or (embedder if isinstance(embedder, str) else embedder.model_id)
         clustered = [f for f in facets if f.clustered]
         C.require_columns(ds, [C.facet_column(f, column_prefix) for f in clustered], "embed_facets")
+        if any(f.conversation_weight and not f.embedding_column for f in clustered):
+            C.require_columns(ds, [column_prefix + C.CONVERSATION], "embed_facets (a facet with a conversation_weight)")
         for facet in clustered:
             target = C.embedding_column(facet, column_prefix)
             if facet.embedding_column:  # vectors given in a column: nothing to encode
@@ -110,7 +112,11 @@ class RayEngine:
             vectors = np.zeros((len(ds), dimension), dtype=np.float32)
             if rows:
                 ray = self._ray()
-                table = pa.table({"row": rows, "value": [values[i] for i in rows]})
+                columns = {"row": rows, "value": [values[i] for i in rows]}
+                if facet.conversation_weight:
+                    conversations = ds[column_prefix + C.CONVERSATION]
+                    columns["conversation"] = [conversations[i] for i in rows]
+                table = pa.table(columns)
                 blocks = max(1, min(len(rows) // config.batch_size, 64))
                 encoded = ray.data.from_arrow(table, override_num_blocks=blocks).map_batches(
                     _EmbedActor, batch_size=config.batch_size, batch_format="pyarrow",
@@ -184,10 +190,10 @@ class _FacetActor:
 
 class _EmbedActor:
     def __init__(self, embedder, facet: Facet):
-        self.task = _EmbedTask(load_embedder(embedder), facet, "value", "vector")
+        self.task = _EmbedTask(load_embedder(embedder), facet, "value", "vector", "conversation")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        vectors = np.stack(self.task({"value": batch.column("value").to_pylist()})["vector"]).astype(np.float32)
+        vectors = np.stack(self.task({name: batch.column(name).to_pylist() for name in batch.column_names if name != "row"})["vector"])
         vector = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
         return pa.table({"row": batch.column("row"), "vector": vector, "pid": [os.getpid()] * batch.num_rows,
                          "host": [socket.gethostname()] * batch.num_rows})

@@ -81,19 +81,22 @@ def embed_facets(
     """Add `<facet>_embedding` (L2-normalised float32, fixed size) for every clustered facet; null where the value is.
 
     What is embedded is the model's answer without the facet's prefill: a prefix shared by every value would pull all
-    embeddings together and blur the clusters. A facet with an `embedding_column` takes its vectors from that column
+    embeddings together and blur the clusters; a facet with a `conversation_weight` adds the embedding of the user's
+    turns (`Facet.conversation_weight`). A facet with an `embedding_column` takes its vectors from that column
     instead (normalised; they must come from this embedder, whose dimension they must have).
     """
     clustered = [f for f in facets if f.clustered]
     C.require_columns(ds, [C.facet_column(f, column_prefix) for f in clustered], "embed_facets")
     C.require_columns(ds, [f.embedding_column for f in clustered if f.embedding_column], "embed_facets")
+    if any(f.conversation_weight and not f.embedding_column for f in clustered):
+        C.require_columns(ds, [column_prefix + C.CONVERSATION], "embed_facets (a facet with a conversation_weight)")
     dimension = int(embedder.encode(["dimension probe"]).shape[1])
     for facet in clustered:
         target = C.embedding_column(facet, column_prefix)
         if facet.embedding_column:
             task = _GivenVectors(facet, C.facet_column(facet, column_prefix), target, dimension)
         else:
-            task = _EmbedTask(embedder, facet, C.facet_column(facet, column_prefix), target)
+            task = _EmbedTask(embedder, facet, C.facet_column(facet, column_prefix), target, column_prefix + C.CONVERSATION)
         ds = embed_column(ds, facet, task, dimension=dimension, model_id=embedder.model_id, config=config, column_prefix=column_prefix)
     return ds
 
@@ -120,8 +123,8 @@ def embed_column(ds: datasets.Dataset, facet: Facet, task, *, dimension: int, mo
 
 
 class _EmbedTask:
-    def __init__(self, embedder: Embedder, facet: Facet, source: str, target: str):
-        self.embedder, self.facet, self.source, self.target = embedder, facet, source, target
+    def __init__(self, embedder: Embedder, facet: Facet, source: str, target: str, conversation: str):
+        self.embedder, self.facet, self.source, self.target, self.conversation = embedder, facet, source, target, conversation
 
     def __call__(self, batch: dict, indices: list[int] | None = None) -> dict:
         values = batch[self.source]
@@ -129,9 +132,17 @@ class _EmbedTask:
         vectors = [None] * len(values)
         if present:
             encoded = normalise(self.embedder.encode([prompts.strip_prefill(values[i], self.facet.prefill) for i in present]))
+            if self.facet.conversation_weight:
+                users = [user_words(batch[self.conversation][i]) for i in present]
+                encoded = normalise(encoded + self.facet.conversation_weight * normalise(self.embedder.encode(users)))
             for i, vector in zip(present, encoded):
                 vectors[i] = vector
         return {**batch, self.target: vectors}
+
+
+def user_words(conversation) -> str:
+    """What the user wrote, every user turn: the text a facet's embedding is anchored to."""
+    return "\n\n".join(turn["content"] or "" for turn in conversation if turn["role"] == "user")
 
 
 class _GivenVectors:

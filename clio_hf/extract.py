@@ -102,7 +102,7 @@ def _without_llm(ds: datasets.Dataset, facet: Facet, config: FacetConfig, column
         with_indices=True,
         remove_columns=ds.column_names,
         features=datasets.Features({column: feature for column, (_, feature) in outputs.items()}),
-        new_fingerprint=Hasher.hash([ds._fingerprint, "extract_facets", facet.to_dict(), column_prefix]),
+        new_fingerprint=Hasher.hash([ds._fingerprint, "extract_facets", facet.question_dict(), column_prefix]),
         desc=f"{facet.name}",
     )
 
@@ -131,7 +131,7 @@ def plan_shards(ds: datasets.Dataset, llm: LLM | None, *, facets: Sequence[Facet
         shard = ds.select(range(bounds[index], bounds[index + 1]))
         fingerprints = {
             f.column: Hasher.hash(
-                [ds._fingerprint, "extract_facets", index, num_shards, f.to_dict(), llm.model_id if f.method == "llm" else f.method,
+                [ds._fingerprint, "extract_facets", index, num_shards, f.question_dict(), llm.model_id if f.method == "llm" else f.method,
                  prompts.PROMPT_VERSION, config.max_new_tokens, config.max_retries, config.retry_temperature, column_prefix]
                 + ([_LENS_VERSION, config.rationale_max_new_tokens] if isinstance(f, Lens) else [])
             )

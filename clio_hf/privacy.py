@@ -305,6 +305,8 @@ def row_column_rules(
         if facet.clustered:
             for name in (C.embedding_column(facet, p), C.cluster_column(facet, p), *C.projection_columns(facet, p)):
                 rules[name] = GATED
+            if facet.conversation_weight:  # the vector mixes in the user's own words: text, like the conversation
+                rules[C.embedding_column(facet, p)] = TEXT
         # The input columns a facet was read from are the row's own text (or vectors of it), like the conversation.
         for given in (getattr(facet, "source_column", None), getattr(facet, "embedding_column", None)):
             if given:

@@ -64,3 +64,12 @@ def conversation(user: str, assistant: str | None = "Sure.") -> list[dict]:
         turns.append({"role": "assistant", "content": assistant})
     return turns
 
+
+def said_by_users(values) -> list[list[dict]]:
+    """Conversations in which each user said what the facet value says (prefill left out), so a facet's
+    `conversation_weight` moves no embedding: unit tests of clustering and naming see the values alone."""
+    from clio_hf import prompts
+    from clio_hf.facets import REQUEST
+
+    return [conversation(prompts.strip_prefill(v, REQUEST.prefill) if v else "") for v in values]
+

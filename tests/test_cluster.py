@@ -1,3 +1,5 @@
+import dataclasses
+
 import datasets
 import numpy as np
 import pytest
@@ -6,11 +8,11 @@ from clio_hf.cluster import cluster_facets
 from clio_hf.config import ClusterConfig
 from clio_hf.embed import embed_facets
 from clio_hf.facets import REQUEST
-from fakes import HashEmbedder
+from fakes import HashEmbedder, ScriptedLLM, conversation, said_by_users
 
 
 def _embedded(values, duplicate_of=None):
-    data = {"request": values, "other": list(range(len(values)))}
+    data = {"request": values, "other": list(range(len(values))), "conversation": said_by_users(values)}
     if duplicate_of is not None:
         data["duplicate_of"] = duplicate_of
     return embed_facets(datasets.Dataset.from_dict(data), HashEmbedder(), facets=[REQUEST])
@@ -66,3 +68,35 @@ def test_deterministic_for_a_seed():
 def test_missing_embeddings_column_is_a_clear_error():
     with pytest.raises(ValueError, match="request_embedding"):
         cluster_facets(datasets.Dataset.from_dict({"request": ["x"]}), facets=[REQUEST])
+
+
+def test_a_conversation_weight_adds_the_users_words_to_the_answers_embedding():
+    from clio_hf.embed import normalise
+
+    values = [REQUEST.prefill + " write code"] * 2
+    data = datasets.Dataset.from_dict({"request": values, "conversation": [conversation("python pandas join"), conversation("cook pasta")]})
+    anchored = np.asarray(embed_facets(data, HashEmbedder(), facets=[REQUEST])["request_embedding"])
+    alone = np.asarray(embed_facets(data, HashEmbedder(), facets=[dataclasses.replace(REQUEST, conversation_weight=0.0)])["request_embedding"])
+    answer, users = normalise(HashEmbedder().encode(["write code", "python pandas join"]))
+    assert REQUEST.conversation_weight == 2.0
+    np.testing.assert_allclose(anchored[0], normalise((answer + 2.0 * users)[None])[0], atol=1e-6)
+    assert not np.allclose(anchored[0], anchored[1]) and np.allclose(alone[0], alone[1])
+    with pytest.raises(ValueError, match="conversation"):
+        embed_facets(data.remove_columns("conversation"), HashEmbedder(), facets=[REQUEST])
+
+
+def test_a_conversation_weight_is_for_clustered_llm_facets_and_never_re_asks_the_llm(tmp_path):
+    from clio_hf.extract import extract_facets
+    from clio_hf.facets import Facet, from_column
+
+    with pytest.raises(ValueError, match="conversation_weight"):
+        Facet("Mood", "How does the user feel?", conversation_weight=1.0)  # not clustered
+    assert from_column(REQUEST, "mine").conversation_weight == 0.0  # a given value has no conversation beside it
+    assert Facet.from_dict(REQUEST.to_dict()) == REQUEST and "conversation_weight" not in REQUEST.question_dict()
+    datasets.Dataset.from_dict({"conversation": [conversation("help me write a poem")]}).save_to_disk(tmp_path / "rows")
+    rows = datasets.load_from_disk(tmp_path / "rows")
+    llm = ScriptedLLM()
+    first = extract_facets(rows, llm, facets=[REQUEST])
+    asked = len(llm.prompts)
+    again = extract_facets(rows, llm, facets=[dataclasses.replace(REQUEST, conversation_weight=2.0)])
+    assert asked and len(llm.prompts) == asked and again["request"] == first["request"]

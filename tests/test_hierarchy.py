@@ -15,7 +15,7 @@ from clio_hf.facets import CONCERNING, REQUEST
 from clio_hf.hierarchy import NAME_SOURCES, build_hierarchy, level_targets
 from clio_hf.keyphrases import Keyphrases, phrase_name
 from conftest import kill_when_logged
-from fakes import HashEmbedder, ScriptedLLM
+from fakes import HashEmbedder, ScriptedLLM, said_by_users
 
 TOPICS = ["python code bug", "cooking pasta recipe", "travel plan japan", "poem about love", "tax form help",
           "fitness workout plan", "email to boss", "history essay rome", "math homework algebra", "guitar chords song"]
@@ -27,6 +27,7 @@ def _clustered(n_rows: int, rows_per_cluster: int = 5, dim: int = 32) -> dataset
         "request": values,
         "concerning": [(i % 5) + 1 if i % 7 else None for i in range(n_rows)],
         "duplicate_of": [-1] * n_rows,
+        "conversation": said_by_users(values),
     })
     ds = embed_facets(ds, HashEmbedder(dim), facets=[REQUEST])
     return cluster_facets(ds, facets=[REQUEST], config=ClusterConfig(rows_per_base_cluster=rows_per_cluster))
@@ -290,7 +291,7 @@ def test_an_llm_name_that_fits_its_members_wins_and_its_score_is_kept():
 
 def test_the_top_level_takes_as_many_nodes_as_the_data_separates():
     values = [f"{REQUEST.prefill} {TOPICS[i % 10]} variant {'ab'[i // 10 % 2]}" for i in range(200)]  # 10 topics x 2
-    data = datasets.Dataset.from_dict({"request": values, "duplicate_of": [-1] * 200})
+    data = datasets.Dataset.from_dict({"request": values, "duplicate_of": [-1] * 200, "conversation": said_by_users(values)})
     data = embed_facets(data, HashEmbedder(256), facets=[REQUEST])
     data = cluster_facets(data, facets=[REQUEST], config=ClusterConfig(rows_per_base_cluster=10))
     config = HierarchyConfig(max_top_nodes=10)

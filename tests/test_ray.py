@@ -90,7 +90,7 @@ def test_ray_workers_compute_the_same_facets_from_a_cold_cache(cluster, in_proce
 
 
 def test_ray_embeddings_match_in_process(cluster, in_process, tmp_path):
-    values = in_process[0].select_columns([REQUEST.column])
+    values = in_process[0].select_columns([REQUEST.column, "conversation"])
     engine = RayEngine(num_workers=2)
     remote = engine.embed_facets(_on_disk(values, tmp_path / "ray"), "minilm-l6", dimension=384, facets=[REQUEST])
     expected = embed_facets(_on_disk(values, tmp_path / "local"), load_embedder("minilm-l6"), facets=[REQUEST])
