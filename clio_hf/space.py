@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 PACKAGED_APP_DIR = Path(__file__).resolve().parent / "_space_app"  # a wheel's copy (package data)
 SOURCE_APP_DIR = Path(__file__).resolve().parent.parent / "spaces_app"  # the checkout's copy
 APP_DIRS = (PACKAGED_APP_DIR, SOURCE_APP_DIR)
-APP_FILES = ("app.py", "requirements.txt")
+APP_FILES = ("app.py", "requirements.txt", "tree_rows.py")  # tree_rows.py: a link to clio_hf/tree_rows.py
 CONFIG_FILE = "clio_space.json"
 _MODULE = "clio_hf_space_app"
 
@@ -76,7 +76,9 @@ def launch_view(path_or_repo: str, *, port: int | None = None, block: bool = Tru
     dataset = _dataset_ref(path_or_repo)
     os.environ["CLIO_DATASET"] = dataset
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-    demo = _load_app().build_demo(dataset, show_withheld=True)  # loopback only: the owner sees what a push leaves out
+    # loopback only: the owner sees what a push leaves out, searches rows by meaning and downloads a node's rows
+    demo = _load_app().build_demo(dataset, show_withheld=True, encode=_query_encoder(dataset),
+                                  search_cache=_search_cache(dataset), allow_export=True)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, share=False, prevent_thread_lock=True,
                             quiet=True)
     logger.info("Viewer for %s at %s", dataset, url)
@@ -86,6 +88,33 @@ def launch_view(path_or_repo: str, *, port: int | None = None, block: bool = Tru
         finally:
             demo.close()
     return demo
+
+
+def _query_encoder(dataset: str):
+    """texts -> vectors with the run's own embedder (clio_hf resolves its packaged models; a Space cannot), loaded
+    on the first search so the viewer starts as fast as before; None when the run names no embedder."""
+    path = Path(dataset) / "clio_run.json"
+    spec = json.loads(path.read_text(encoding="utf-8")).get("embedder") if path.exists() else None
+    if not spec:
+        return None
+    loaded: list = []
+
+    def encode(texts):
+        if not loaded:
+            from .embed import load_embedder
+
+            loaded.append(load_embedder(spec))
+        return loaded[0].encode(list(texts))
+
+    return encode
+
+
+def _search_cache(dataset: str) -> Path:
+    """Where the row search index is kept: beside a local result (a hidden folder no loader reads), else under the
+    clio_hf cache."""
+    if Path(dataset).is_dir():
+        return Path(dataset) / ".clio-search"
+    return Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf")) / "search" / dataset.replace("/", "--")
 
 
 def space_readme(dataset: str) -> str:

@@ -13,7 +13,10 @@ case in a fresh Python process, so that imports, the `datasets` cache and peak R
 
 "first tree" is `build_demo` (loading the result, the first tree HTML, the treemap and the Blocks) after the app
 module is imported; "import" is the app module's import (gradio, datasets, plotly), paid once per process. Peak RSS
-is the measured process's own high-water mark (VmHWM), not chromium's. Targets: first tree < 3 s, RSS < 1 GiB.
+is the measured process's own high-water mark (VmHWM), not chromium's. Then the row table (issue 20): a page of the
+biggest node, a far page of all rows, a filtered page; and the row search: its faiss index (SQ8, built by the cold
+process and read by the warm one from beside the result), a first query (which loads MiniLM), a next query, and a
+search by words. Targets: first tree < 3 s, a row page and a next query < 2 s, RSS < 1.5 GiB (the index included).
 With --browser: from `page.goto` until the top nodes are visible, until the treemap is drawn, and from a click on
 a top node's toggle until its children are shown (Debian chromium at /usr/bin/chromium).
 """
@@ -38,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "spaces_app" / "app.py"
 CHROMIUM = "/usr/bin/chromium"
 sys.path.insert(0, str(ROOT))  # clio_hf from this checkout, installed or not
-TARGET_FIRST_TREE_S, TARGET_RSS_MIB = 3.0, 1024
+TARGET_FIRST_TREE_S, TARGET_RSS_MIB = 3.0, 1536  # issue 20: 1.5 GiB with the row search index
+TARGET_ROWS_S = 2.0  # a row page and a warm search
 BROWSER_LOADS = 5
 
 VERBS = ["Translate", "Debug", "Summarise", "Explain", "Write", "Plan", "Review", "Optimise", "Design", "Compare"]
@@ -181,7 +185,17 @@ def child(dataset: str, browser: bool) -> dict:
             return html
 
     app.ClioView = TimedView
-    demo = app.build_demo(dataset)
+    from clio_hf.embed import load_embedder
+
+    embedder = []  # the query encoder, loaded on the first search as `clio-hf view` does
+
+    def encode(texts):
+        if not embedder:
+            embedder.append(load_embedder("minilm-l6"))
+        return embedder[0].encode(list(texts))
+
+    index_dir = Path(dataset).parent / "search-index"  # kept between the cold and the warm process, as beside a result
+    demo = app.build_demo(dataset, encode=encode, search_cache=index_dir, allow_export=True)
     t_built = time.perf_counter()
     view = views[0]
     facet = view.facets[0]
@@ -196,6 +210,20 @@ def child(dataset: str, browser: bool) -> dict:
         t = time.perf_counter()
         fn()
         ops[name] = time.perf_counter() - t
+    rss_before_rows = peak_rss_mib()
+    table, finder = app.RowTable(view), app.RowSearch(view, encode, index_dir)
+    language = table.options()["language"][0]
+    for name, fn in (("row page: biggest top node, page 1", lambda: table.page(facet, top, app.RowFilter(), 0)),
+                     ("row page: all rows, page 500", lambda: table.page(facet, None, app.RowFilter(), 500)),
+                     (f"row page: {language}, concerning >= 3", lambda: table.page(facet, top, app.RowFilter(
+                         language=language, score="concerning", low=3), 2)),
+                     ("row search: index ready (built or read)", lambda: finder._index(facet)),
+                     ("row search: first query (loads the embedder)", lambda: finder.nearest(facet, "translate legal contracts")),
+                     ("row search: next query", lambda: finder.nearest(facet, "a workout routine for beginners")),
+                     ("row search by words", lambda: finder.words(facet, "legal contracts"))):
+        t = time.perf_counter()
+        fn()
+        ops[name] = time.perf_counter() - t
     out = {
         "import_s": t_import - t0,
         "load_s": marks["view"] - t_import,
@@ -206,6 +234,7 @@ def child(dataset: str, browser: bool) -> dict:
         "n_nodes": sum(len(t) for t in view.trees.values()),
         "top_nodes": len(view.tops[facet]),
         "ops_s": ops,
+        "rss_before_rows_mib": rss_before_rows,
     }
     if browser:
         from playwright.sync_api import sync_playwright
@@ -263,7 +292,8 @@ def table(results: dict[str, dict], browser: bool) -> str:
                  (f"browser: open -> tree visible, median of {BROWSER_LOADS}", "browser_tree_s", "s"),
                  (f"browser: open -> treemap drawn, median of {BROWSER_LOADS}", "browser_plot_s", "s"),
                  (f"browser: expand -> children shown, median of {BROWSER_LOADS}", "browser_expand_s", "s")]
-    rows += [("peak RSS of the app process", "peak_rss_mib", "MiB")]
+    rows += [("peak RSS before the row table and search", "rss_before_rows_mib", "MiB"),
+             ("peak RSS of the app process (all of it)", "peak_rss_mib", "MiB")]
     names = list(results)
     lines = [f"| {'measure':<52} | " + " | ".join(f"{n:>8}" for n in names) + " |",
              "|" + "-" * 54 + "|" + "|".join("-" * 10 for _ in names) + "|"]
@@ -282,7 +312,7 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=40, help="top nodes; the tree has top*(1+per_top*(1+per_mid))")
     parser.add_argument("--per-top", type=int, default=4)
     parser.add_argument("--per-mid", type=int, default=5)
-    parser.add_argument("--dim", type=int, default=384, help="embedding width (the viewer never reads it)")
+    parser.add_argument("--dim", type=int, default=384, help="embedding width (read only by the row search index)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--browser", action="store_true", help="also time the tree in headless chromium")
     parser.add_argument("--workdir", help="keep the synthetic result and caches here (default: a temp folder)")
@@ -313,9 +343,12 @@ def main() -> int:
         print(table(results, args.browser))
         worst_tree = max(x["first_tree_s"] for x in results.values())
         worst_rss = max(x["peak_rss_mib"] for x in results.values())
-        ok = worst_tree < TARGET_FIRST_TREE_S and worst_rss < TARGET_RSS_MIB
-        print(f"\ntargets: first tree < {TARGET_FIRST_TREE_S:.0f} s (worst {worst_tree:.2f} s), peak RSS < "
-              f"{TARGET_RSS_MIB} MiB (worst {worst_rss:.0f} MiB): {'met' if ok else 'NOT met'}")
+        worst_rows = max(v for x in results.values() for k, v in x["ops_s"].items()
+                         if k.startswith("row page") or k == "row search: next query")
+        ok = worst_tree < TARGET_FIRST_TREE_S and worst_rss < TARGET_RSS_MIB and worst_rows < TARGET_ROWS_S
+        print(f"\ntargets: first tree < {TARGET_FIRST_TREE_S:.0f} s (worst {worst_tree:.2f} s), a row page and a warm "
+              f"search < {TARGET_ROWS_S:.0f} s (worst {worst_rows:.2f} s), peak RSS < {TARGET_RSS_MIB} MiB "
+              f"(worst {worst_rss:.0f} MiB): {'met' if ok else 'NOT met'}")
         return 0 if ok else 1
     finally:
         if not args.workdir:

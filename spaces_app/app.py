@@ -18,14 +18,24 @@ from pathlib import Path
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tree_rows.py lies beside app.py (shared with clio_hf)
 import fsspec  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from datasets import load_dataset, load_dataset_builder  # noqa: E402
 
+import tree_rows  # noqa: E402
+
 SAMPLE_ROWS = 8
+PAGE_ROWS = 20  # rows per page of the row table
+ROW_HITS = 20  # rows a search lists
+ANY = "(any)"
 MAX_HITS = 50
 OPEN_HITS = 10  # search hits whose paths the tree opens
 CONVERSATION_CHARS = 2000
@@ -86,15 +96,22 @@ def _load(dataset: str, config: str = "default", **kwargs):
     return load_dataset(dataset, config, split="train", **kwargs)
 
 
+def _row_files(dataset: str) -> list[str]:
+    """The row level's parquet files, local paths or hf:// URLs, in order."""
+    if Path(dataset).is_dir():
+        return sorted(str(p) for p in Path(dataset).glob(f"{CONFIG_DIRS['default']}/train-*"))
+    return list(load_dataset_builder(dataset).config.data_files["train"])
+
+
 def _row_columns(dataset: str) -> list[str]:
     """Column names of the row level, read from the first parquet footer (a few KB, also from the Hub)."""
-    files = load_dataset_builder(dataset).config.data_files["train"]
-    with fsspec.open(files[0], "rb") as f:
+    with fsspec.open(_row_files(dataset)[0], "rb") as f:
         return pq.read_schema(f).names
 
 
-class ClioView:
-    """The loaded result plus the HTML/plot renderers. Every LLM-written string goes through `esc`."""
+class ResultData:
+    """A loaded result: the run record, each facet's tree, and the row columns the viewer shows, memory-mapped (a
+    million rows are never copied into Python). Renderers read it; nothing here draws."""
 
     def __init__(self, dataset: str, show_withheld: bool = False):
         """`show_withheld` shows (and marks) the nodes the privacy gates keep out of a push: for a local result
@@ -136,6 +153,7 @@ class ClioView:
 
         prefix = self.run.get("column_prefix") or ""  # `annotate --column-prefix` renames the added columns
         available = set(_row_columns(dataset))
+        self.prefix, self.available = prefix, available
         numeric = [c[: -len("_mean")] for c in mean_cols]
         self.value_cols = [c for c in dict.fromkeys(order or [*self.facets, *numeric]) if prefix + c in available]
         self.numeric = numeric
@@ -165,14 +183,25 @@ class ClioView:
                              if self.group_column and self.group_column in cols else None)
         self._row_tops: dict[str, np.ndarray] = {}
 
+    def row_files(self) -> list[str]:
+        return _row_files(self.dataset)
+
+    def all_columns(self):
+        """Every row column (embeddings too), memory-mapped: what an export writes; loaded on first use."""
+        if getattr(self, "_all", None) is None:
+            self._all = _load(self.dataset)
+        return self._all
+
     @staticmethod
     def _subtree(nodes: dict[int, Node], roots: list[int]) -> set[int]:
-        seen, stack = set(), list(roots)
-        while stack:
-            i = stack.pop()
-            seen.add(i)
-            stack.extend(nodes[i].kids)
-        return seen
+        return tree_rows.subtree({i: n.kids for i, n in nodes.items()}, roots)
+
+    def rows_under(self, facet: str, node_id: int | None) -> np.ndarray:
+        """A mask of the rows under a node (every row with a cluster when `node_id` is None)."""
+        clusters = self.clusters[facet]
+        if node_id is None:
+            return clusters >= 0
+        return tree_rows.rows_under(clusters, {i: n.kids for i, n in self.trees[facet].items()}, [node_id])
 
     def node(self, facet: str, node_id: object) -> Node | None:
         try:
@@ -198,6 +227,25 @@ class ClioView:
         if n.withheld_by:
             parts.append(f'<span class="withheld" title="kept locally, left out of a push">withheld: {esc(n.withheld_by)}</span>')
         return " · ".join(parts)
+
+    def top_of(self, facet: str) -> dict[int, int]:
+        """node id -> its top-level ancestor's id."""
+        return {i: self.path(facet, i)[0] for i in self.trees[facet]}
+
+    def row_tops(self, facet: str) -> np.ndarray:
+        """Each row's top-level node id (-1 without a cluster), computed once per facet."""
+        if facet not in self._row_tops:
+            labels = self.clusters[facet]
+            lookup = np.full(max(self.trees[facet], default=0) + 2, -1, dtype=np.int64)
+            for i, t in self.top_of(facet).items():
+                lookup[i] = t
+            self._row_tops[facet] = np.where((labels >= 0) & (labels < len(lookup) - 1), lookup[np.clip(labels, 0, len(lookup) - 1)], -1)
+        return self._row_tops[facet]
+
+
+class ClioView(ResultData):
+    """The tree, detail panel, name search, treemap and topic map of a loaded result. Every LLM-written string goes
+    through `esc`."""
 
     # ---- tree ----
     def _li(self, facet: str, node_id: int, open_ids: set[int], selected: int | None) -> str:
@@ -231,11 +279,9 @@ class ClioView:
 
     # ---- detail panel ----
     def samples(self, facet: str, node_id: int) -> list[dict]:
-        col = self.clusters.get(facet)
-        if col is None:
+        if facet not in self.clusters:
             return []
-        under = list(self._subtree(self.trees[facet], [node_id]))
-        idx = np.flatnonzero(np.isin(col, under) & self.original)
+        idx = np.flatnonzero(self.rows_under(facet, node_id) & self.original)
         if len(idx) > SAMPLE_ROWS:  # spread over the node rather than the first few rows of the file
             idx = idx[np.linspace(0, len(idx) - 1, SAMPLE_ROWS).astype(int)]
         rows = self.rows.select(idx.tolist()).to_list()
@@ -365,20 +411,6 @@ class ClioView:
             options.append(f"Group: {self.group_column}")
         return options + [f"Score: {c}" for c in self.numeric_values]
 
-    def top_of(self, facet: str) -> dict[int, int]:
-        """node id -> its top-level ancestor's id."""
-        return {i: self.path(facet, i)[0] for i in self.trees[facet]}
-
-    def row_tops(self, facet: str) -> np.ndarray:
-        """Each row's top-level node id (-1 without a cluster), computed once per facet."""
-        if facet not in self._row_tops:
-            labels = self.clusters[facet]
-            lookup = np.full(max(self.trees[facet], default=0) + 2, -1, dtype=np.int64)
-            for i, t in self.top_of(facet).items():
-                lookup[i] = t
-            self._row_tops[facet] = np.where((labels >= 0) & (labels < len(lookup) - 1), lookup[np.clip(labels, 0, len(lookup) - 1)], -1)
-        return self._row_tops[facet]
-
     def map_sample(self, facet: str) -> np.ndarray:
         """Rows the map draws: originals with a point, at most MAP_POINTS, spread over the top-level clusters."""
         xy, tops = self.xy[facet], self.row_tops(facet)
@@ -455,6 +487,218 @@ class ClioView:
                     size=n.size, share_of_parent=self.share(facet, n), means=n.means, n_children=len(n.kids))
 
 
+# ---- rows: a paged, filtered table, and search by meaning ------------------------------------------------------------
+@dataclass(frozen=True)
+class RowFilter:
+    """Which of a node's rows the table shows: a language, a group, a numeric facet's range (None: any)."""
+
+    language: str | None = None
+    group: str | None = None
+    score: str | None = None
+    low: float | None = None
+    high: float | None = None
+
+
+class RowTable:
+    """A node's rows, a page at a time. Filters are numpy masks over columns read once from the memory-mapped rows;
+    only the page's rows are ever turned into Python objects, so a million rows page as fast as a hundred."""
+
+    def __init__(self, data: ResultData):
+        self.data = data
+        self._categories: dict[str, tuple[np.ndarray, list[str]]] = {}
+
+    def categories(self, column: str) -> tuple[np.ndarray, list[str]]:
+        """(each row's index into the names, -1 for null; the names, most frequent first) of a text column."""
+        if column not in self._categories:
+            if column in self.data.rows.column_names:
+                values = self.data.rows.data.column(column)
+            else:  # the group column, when it is not a shown value
+                values = pa.chunked_array([pa.array(self.data.group_values or [])])
+            values = values.cast(pa.string())
+            names = pc.unique(values).drop_null()
+            codes = pc.index_in(values, value_set=names).fill_null(-1).to_numpy().astype(np.int64)
+            order = np.argsort(-np.bincount(codes[codes >= 0], minlength=len(names)), kind="stable")
+            rank = np.empty(len(order), np.int64)
+            rank[order] = np.arange(len(order))
+            codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
+            self._categories[column] = (codes, [names[int(i)].as_py() for i in order])
+        return self._categories[column]
+
+    def language_column(self) -> str | None:
+        return "language" if "language" in self.data.value_cols else None
+
+    def options(self) -> dict[str, list[str]]:
+        """The filter choices: languages, groups and numeric facets present in the rows."""
+        out = {"language": [], "group": [], "score": list(self.data.numeric_values)}
+        if self.language_column():
+            out["language"] = self.categories(self.language_column())[1]
+        if self.data.group_column and (self.data.group_values is not None or self.data.group_column in self.data.value_cols):
+            out["group"] = self.categories(self.data.group_column)[1]
+        return out
+
+    def matching(self, facet: str, node_id: int | None, f: RowFilter) -> np.ndarray:
+        """Indices of the node's rows (every clustered row without a node) that pass the filter, in file order."""
+        mask = self.data.rows_under(facet, node_id)
+        for column, wanted in ((self.language_column(), f.language), (self.data.group_column, f.group)):
+            if column and wanted not in (None, "", ANY):
+                codes, names = self.categories(column)
+                mask &= codes == (names.index(wanted) if wanted in names else -2)
+        if f.score in self.data.numeric_values and (f.low is not None or f.high is not None):
+            values = self.data.numeric_values[f.score]
+            mask &= np.isfinite(values)
+            if f.low is not None:
+                mask &= values >= f.low
+            if f.high is not None:
+                mask &= values <= f.high
+        return np.flatnonzero(mask)
+
+    def page(self, facet: str, node_id: int | None, f: RowFilter, page: int) -> tuple[str, int]:
+        """(the page's HTML table, the page shown: `page` clamped to the pages there are)."""
+        rows = self.matching(facet, node_id, f)
+        pages = max(1, -(-len(rows) // PAGE_ROWS))
+        page = min(max(0, int(page or 0)), pages - 1)
+        chosen = rows[page * PAGE_ROWS:(page + 1) * PAGE_ROWS]
+        n = self.data.node(facet, node_id)
+        where = f"under “{esc(n.name)}”" if n else "with a cluster"
+        head = (f'<div class="meta" data-matching="{len(rows)}" data-page="{page}" data-pages="{pages}">'
+                f"{len(rows):,} rows {where} match the filters · page {page + 1} of {pages}</div>")
+        if not len(chosen):
+            return f'<div class="clio-rows">{head}</div>', page
+        group = [] if self.data.group_column in self.data.value_cols or self.data.group_values is None else [self.data.group_column]
+        columns = self.data.value_cols + group
+        records = self.data.rows.select(chosen.tolist()).to_list()
+        nodes, clusters = self.data.trees[facet], self.data.clusters[facet]
+        body = []
+        for i, r in zip(chosen, records, strict=True):
+            base = nodes.get(int(clusters[i]))
+            cells = "".join(f"<td>{esc(r.get(c) if c in r else self.data.group_values[i])}</td>" for c in columns)
+            link = f'<a href="#" data-goto="{base.id}">{esc(base.name)}</a>' if base else ""
+            conv = ""
+            if r.get("conversation"):
+                turns = "".join(f'<div class="turn"><b>{esc(t.get("role"))}</b> {esc((t.get("content") or "")[:CONVERSATION_CHARS])}</div>'
+                                for t in r["conversation"])
+                conv = f"<details><summary>{len(r['conversation'])} turns</summary>{turns}</details>"
+            body.append(f'<tr data-row="{i}"><td class="num">{i}</td><td>{link}</td>{cells}<td>{conv}</td></tr>')
+        header = "".join(f"<th>{esc(c)}</th>" for c in ["row", "base cluster", *columns, "conversation"])
+        return f'<div class="clio-rows">{head}<table><tr>{header}</tr>{"".join(body)}</table></div>', page
+
+
+class RowSearch:
+    """Rows nearest a query by meaning, and rows holding its exact words.
+
+    By meaning: the run's embedder encodes the query (`encode`, given by `clio-hf view`; None in a Space without one)
+    and a compact faiss index of the facet's row embeddings finds the nearest: 8-bit scalar quantisation (a quarter of
+    float32) up to `EXACT_INDEX_ROWS` rows, product quantisation above (`PQ_BYTES` bytes a row: 48 MB at a million
+    rows). The index is built on first use by streaming the embedding column from the parquet files (never all in
+    memory) and cached in `cache_dir` under a key of the files' names and sizes.
+    """
+
+    EXACT_INDEX_ROWS = 100_000
+    PQ_BYTES = 48
+    TRAIN_ROWS = 65_536  # the first rows with a vector train the quantiser
+    BATCH_ROWS = 16_384
+
+    def __init__(self, data: ResultData, encode=None, cache_dir: Path | None = None):
+        self.data, self.encode, self.cache_dir = data, encode, cache_dir
+        self._indexes: dict[str, object] = {}
+
+    def off_because(self, facet: str) -> str | None:
+        """Why search by meaning is off for this facet, or None when it is on."""
+        if self.encode is None:
+            return "no embedder here"
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            return "faiss is not installed here"
+        if f"{self.data.prefix}{facet}_embedding" not in self.data.available:
+            return f"the result has no {facet}_embedding column"
+        return None
+
+    def _batches(self, column: str):
+        """(row ids, unit vectors) of the rows that have one, a batch at a time, straight from the parquet files."""
+        offset = 0
+        for name in self.data.row_files():
+            with fsspec.open(name, "rb") as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(columns=[column], batch_size=self.BATCH_ROWS):
+                    vectors = batch.column(0)
+                    present = np.flatnonzero(vectors.is_valid().to_numpy(zero_copy_only=False))
+                    if len(present):
+                        flat = vectors.take(pa.array(present)).flatten().to_numpy(zero_copy_only=False)
+                        yield present + offset, np.ascontiguousarray(flat.reshape(len(present), -1), dtype=np.float32)
+                    offset += batch.num_rows
+
+    def _build(self, column: str):
+        import faiss
+
+        sample, seen = [], 0
+        for _, vectors in self._batches(column):
+            sample.append(vectors)
+            seen += len(vectors)
+            if seen >= self.TRAIN_ROWS:
+                break
+        if not sample:
+            return None
+        train = np.concatenate(sample)[: self.TRAIN_ROWS]
+        dim = train.shape[1]
+        if self.data.n_rows > self.EXACT_INDEX_ROWS and dim % self.PQ_BYTES == 0 and len(train) >= 256 * 39:
+            inner = faiss.IndexPQ(dim, self.PQ_BYTES, 8, faiss.METRIC_INNER_PRODUCT)
+        else:
+            inner = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+        inner.train(train)
+        index = faiss.IndexIDMap(inner)
+        for ids, vectors in self._batches(column):
+            index.add_with_ids(vectors, ids.astype(np.int64))
+        return index
+
+    def _index(self, facet: str):
+        import faiss
+
+        if facet not in self._indexes:
+            column = f"{self.data.prefix}{facet}_embedding"
+            path = self.cache_dir / f"{_files_key(self.data.row_files(), column)}.faiss" if self.cache_dir else None
+            if path is not None and path.exists():
+                self._indexes[facet] = faiss.read_index(str(path))
+            else:
+                self._indexes[facet] = index = self._build(column)
+                if path is not None and index is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    faiss.write_index(index, str(path))
+        return self._indexes[facet]
+
+    def nearest(self, facet: str, query: str, k: int = ROW_HITS) -> list[int]:
+        """Rows whose facet embedding lies nearest the query's, nearest first (rows under published nodes only)."""
+        index = self._index(facet)
+        if index is None or not (query or "").strip():
+            return []
+        vector = np.asarray(self.encode([query]), dtype=np.float32)
+        vector /= np.maximum(np.linalg.norm(vector, axis=1, keepdims=True), 1e-12)
+        clusters = self.data.clusters[facet]
+        _, ids = index.search(vector, k * 4)  # room for rows under nodes this viewer does not show
+        return [int(i) for i in ids[0] if i >= 0 and clusters[i] in self.data.trees[facet]][:k]
+
+    def words(self, facet: str, query: str, k: int = ROW_HITS) -> list[int]:
+        """Rows whose facet value holds every word of the query (case-insensitive), in file order."""
+        terms = (query or "").lower().split()
+        if not terms or facet not in self.data.rows.column_names:
+            return []
+        values = self.data.rows.data.column(facet)
+        mask = self.data.rows_under(facet, None)
+        for term in terms:
+            mask &= pc.match_substring(values, term, ignore_case=True).fill_null(False).to_numpy(zero_copy_only=False)
+        return np.flatnonzero(mask)[:k].tolist()
+
+
+def _files_key(files: list[str], column: str) -> str:
+    """A cache key for an index of `column`: the files' names and sizes (a new result writes new shards)."""
+    import hashlib
+
+    sizes = []
+    for name in files:
+        fs, path = fsspec.core.url_to_fs(name)
+        sizes.append([Path(path).name, fs.size(path)])
+    return hashlib.sha256(json.dumps([column, sizes]).encode()).hexdigest()[:16]
+
+
 CSS = """
 .clio-tree ul { list-style: none; margin: 0; padding-left: 1.3em; }
 .clio-tree ul.top { padding-left: 0; }
@@ -483,6 +727,13 @@ CSS = """
 .clio-detail dd { margin: 0; }
 .clio-detail .turn { white-space: pre-wrap; margin: 4px 0; }
 .clio-hits ol { margin: .3em 0; }
+.clio-row-hits ol { margin: .3em 0; }
+.clio-row-hits .sm { font-size: .85em; color: var(--body-text-color-subdued); }
+.clio-rows table { border-collapse: collapse; width: 100%; font-size: .9em; }
+.clio-rows th, .clio-rows td { border-bottom: 1px solid var(--border-color-primary); padding: 3px 6px; text-align: left;
+  vertical-align: top; }
+.clio-rows td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.clio-rows .turn { white-space: pre-wrap; margin: 4px 0; }
 .clio-detail table { border-collapse: collapse; margin: .2em 0 .6em; }
 .clio-detail th, .clio-detail td { padding: 1px 8px 1px 0; text-align: left; font-size: .9em; }
 .clio-detail td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -562,46 +813,103 @@ element.addEventListener('click', (ev) => {
 """
 
 
-def build_demo(dataset: str, show_withheld: bool = False) -> gr.Blocks:
+def row_hits_html(view: ClioView, facet: str, query: str, rows: list[int], how: str) -> str:
+    """The rows a search found, each with its value and a link to its base cluster; `how` says which search ran."""
+    if not (query or "").strip():
+        return ""
+    values = view.rows.select_columns([facet]).select(rows)[facet] if facet in view.value_cols and rows else [""] * len(rows)
+    items = []
+    for r, value in zip(rows, values, strict=True):
+        n = view.node(facet, int(view.clusters[facet][r]))
+        link = (" › ".join(esc(view.trees[facet][p].name) for p in view.path(facet, n.id))) if n else ""
+        items.append(f'<li data-row="{r}"><a href="#" data-goto="{n.id if n else ""}">{link}</a> '
+                     f'<span class="meta">row {r}</span><div class="sm">{esc(str(value or "")[:MAP_VALUE_CHARS])}</div></li>')
+    listed = f"<ol>{''.join(items)}</ol>" if items else "<p>No row matches.</p>"
+    return f'<div class="clio-row-hits" data-how="{esc(how)}"><b>Rows</b> <span class="meta">{esc(how)}</span>{listed}</div>'
+
+
+def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search_cache: Path | None = None,
+               allow_export: bool = False) -> gr.Blocks:
+    """The viewer. `encode` (texts -> vectors, the run's embedder) turns on search by meaning, with its faiss index
+    cached in `search_cache`; `allow_export` offers the selected node's rows as a parquet download (a local
+    `clio-hf view` only: a Space shows, it does not hand out files)."""
     view = ClioView(dataset, show_withheld)
+    table = RowTable(view)
+    finder = RowSearch(view, encode, search_cache)
+    options = table.options()
     default = view.facets[0] if view.facets else None
     models = " · ".join(esc(f"{k}: {view.run[k]}") for k in ("llm", "embedder") if view.run.get(k))
 
     def kids_html(ref: dict) -> str:  # gradio hands a server function all its JS arguments as one value
         return view.kids_html(str(ref.get("facet")), ref.get("node"))
 
+    def bound(text) -> float | None:
+        try:
+            return float(text)
+        except (TypeError, ValueError):  # empty or not a number: no bound
+            return None
+
+    def row_filter(language, group, score, low, high) -> RowFilter:
+        return RowFilter(language or None, group or None, score or None, bound(low), bound(high))
+
+    def rows_page(facet, node, language, group, score, low, high, page=0):
+        if facet not in view.trees:
+            return "", 0
+        return table.page(facet, node, row_filter(language, group, score, low, high), page)
+
     def on_facet(facet: str, colour: str):
         return (view.tree_html(facet), view.detail_html(facet, None), view.treemap(facet), "", "",
-                view.scatter(facet, colour), view.map_caption(facet))
+                view.scatter(facet, colour), view.map_caption(facet), None)
 
     def on_colour(facet: str, colour: str):
         return view.scatter(facet, colour)
 
     def on_tree_select(facet: str, evt: gr.EventData):
-        return view.detail_html(facet, getattr(evt, "node", None))
+        n = view.node(facet, getattr(evt, "node", None))
+        return view.detail_html(facet, n.id if n else None), n.id if n else None
 
     def on_goto(facet: str, evt: gr.EventData):
         n = view.node(facet, getattr(evt, "node", None))
         if n is None:
-            return gr.skip(), gr.skip()
-        return view.open_tree(facet, [n.id], n.id), view.detail_html(facet, n.id)
+            return gr.skip(), gr.skip(), gr.skip()
+        return view.open_tree(facet, [n.id], n.id), view.detail_html(facet, n.id), n.id
 
     def on_search(facet: str, query: str):
         hits = view.search(facet, query)
         first = hits[0] if hits else None
+        off = finder.off_because(facet)
+        if off is None:
+            try:
+                rows, how = finder.nearest(facet, query), "nearest by meaning"
+            except Exception as error:  # say why on the page and still answer with words
+                off = f"{type(error).__name__}: {error}"
+        if off is not None:
+            rows, how = finder.words(facet, query), f"holding every word (search by meaning is off: {off})"
         return (view.open_tree(facet, hits[:OPEN_HITS], first), view.detail_html(facet, first),
-                view.hits_html(facet, query, hits))
+                view.hits_html(facet, query, hits) + row_hits_html(view, facet, query, rows, how), first)
 
     def on_load(request: gr.Request):
         params = request.query_params if request else {}
         facet, node = params.get("facet"), params.get("node")
         if facet not in view.trees:
             if node is None:
-                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             facet = default
         n = view.node(facet, node)
         tree = view.open_tree(facet, [n.id], n.id) if n else view.tree_html(facet)
-        return facet, tree, view.detail_html(facet, node), view.treemap(facet), view.scatter(facet), view.map_caption(facet)
+        return (facet, tree, view.detail_html(facet, node), view.treemap(facet), view.scatter(facet), view.map_caption(facet),
+                n.id if n else None)
+
+    def on_export(facet: str, node):
+        """The selected node's rows, every column, as `ClioResult.select_node` gives them, in a parquet file."""
+        import tempfile
+
+        if facet not in view.trees or view.node(facet, node) is None:
+            raise gr.Error("Select a cluster first: the download holds its rows.")
+        rows = view.all_columns().select(np.flatnonzero(view.rows_under(facet, node)).tolist())
+        out = Path(tempfile.mkdtemp(prefix="clio-export-")) / f"{facet}-node-{node}.parquet"
+        rows.to_parquet(str(out))
+        return gr.File(value=str(out), visible=True)
 
     def nodes(facet: str, parent_id: int = -1) -> list[dict]:
         """Top nodes of a facet (parent_id -1) or the children of one node, largest first."""
@@ -617,13 +925,21 @@ def build_demo(dataset: str, show_withheld: bool = False) -> gr.Blocks:
                 for h in view.search(facet, query)]
 
     shown = Path(dataset).name if Path(dataset).is_dir() else dataset
+    meaning = finder.off_because(default) if default else "no clustered facet"
+    search_label = ("Search clusters, and rows by meaning" if meaning is None
+                    else "Search cluster names and summaries, and rows by their words")
     with gr.Blocks(title=f"Clio · {shown}", analytics_enabled=False) as demo:
         gr.HTML(f"<h2 style='margin:0'>Clio: {esc(shown)}</h2><div class='meta'>{view.n_rows:,} rows · "
                 f"{len(view.facets)} clustered facet(s){' · ' + models if models else ''}</div>")
+        # the selected node, hidden; not a gr.State, which opens a heartbeat stream a page never finishes loading
+        selected = gr.Number(None, visible=False, precision=0)
         with gr.Row(equal_height=True):
             facet = gr.Dropdown(view.facets, value=default, label="Facet", scale=1, elem_id="clio-facet")
-            query = gr.Textbox(label="Search cluster names and summaries", placeholder="e.g. translate", scale=3,
+            query = gr.Textbox(label=search_label, placeholder="e.g. translate", scale=3,
                                submit_btn="Search", elem_id="clio-search")
+        if meaning is not None:
+            gr.HTML(f'<div class="meta" id="clio-search-mode">Search by meaning is off ({esc(meaning)}): '
+                    "cluster names and summaries, and rows holding every word.</div>")
         hits = gr.HTML("", js_on_load=GOTO_JS, css_template=CSS, elem_id="clio-hits")
         with gr.Row():
             with gr.Column(scale=3):
@@ -638,20 +954,66 @@ def build_demo(dataset: str, show_withheld: bool = False) -> gr.Blocks:
             map_note = gr.HTML(view.map_caption(default) if default else "", js_on_load=MAP_JS, elem_id="clio-map-note",
                                scale=3)
         scatter = gr.Plot(view.scatter(default) if default else None, label="Topic map", elem_id="clio-map")
+        with gr.Accordion("Rows of the selected cluster", open=True, elem_id="clio-rows-panel"):
+            with gr.Row(equal_height=True):
+                language = gr.Dropdown([ANY, *options["language"]], value=ANY, label="Language", scale=1,
+                                       visible=bool(options["language"]), elem_id="clio-rows-language")
+                group = gr.Dropdown([ANY, *options["group"]], value=ANY, label=f"Group: {view.group_column}", scale=1,
+                                    visible=bool(options["group"]), elem_id="clio-rows-group")
+                score = gr.Dropdown([ANY, *options["score"]], value=ANY, label="Numeric facet", scale=1,
+                                    visible=bool(options["score"]), elem_id="clio-rows-score")
+                # text boxes, since a gr.Number cannot be left empty (it sends 0)
+                low = gr.Textbox("", label="at least", placeholder="any", scale=1, visible=bool(options["score"]),
+                                 elem_id="clio-rows-low")
+                high = gr.Textbox("", label="at most", placeholder="any", scale=1, visible=bool(options["score"]),
+                                  elem_id="clio-rows-high")
+            with gr.Row():
+                previous = gr.Button("◀ Previous", size="sm", scale=0, min_width=110, elem_id="clio-rows-prev")
+                following = gr.Button("Next ▶", size="sm", scale=0, min_width=110, elem_id="clio-rows-next")
+                page = gr.Number(0, visible=False, precision=0)
+                if allow_export:  # written on request: a big node's parquet is not made on every click in the tree
+                    export = gr.Button("Export the cluster's rows (parquet)", size="sm", scale=0, min_width=260,
+                                       elem_id="clio-rows-export")
+            if allow_export:
+                exported = gr.File(None, label="Exported rows", visible=False, elem_id="clio-rows-file")
+            first_rows, _ = rows_page(default, None, ANY, ANY, ANY, "", "") if default else ("", 0)
+            rows = gr.HTML(first_rows, js_on_load=GOTO_JS, css_template=CSS, elem_id="clio-rows", max_height=640)
         plot = gr.Plot(view.treemap(default) if default else None, label="Overview", elem_id="clio-treemap")
 
         private = {"api_visibility": "private"}  # UI plumbing; the API is nodes and search
-        facet.input(on_facet, [facet, colour], [tree, detail, plot, hits, query, scatter, map_note], **private)
+        filters = [facet, selected, language, group, score, low, high]
+        first_page = {"fn": rows_page, "inputs": filters, "outputs": [rows, page], **private}
+        facet.input(on_facet, [facet, colour], [tree, detail, plot, hits, query, scatter, map_note, selected], **private).then(**first_page)
         colour.input(on_colour, [facet, colour], scatter, **private)
-        map_note.select(on_goto, facet, [tree, detail], **private)
-        tree.select(on_tree_select, facet, detail, **private)
-        hits.select(on_goto, facet, [tree, detail], **private)
-        detail.select(on_goto, facet, [tree, detail], **private)
-        query.submit(on_search, [facet, query], [tree, detail, hits], **private)
-        demo.load(on_load, None, [facet, tree, detail, plot, scatter, map_note], **private)
+        for source in (map_note, hits, detail, rows):
+            source.select(on_goto, facet, [tree, detail, selected], **private).then(**first_page)
+        tree.select(on_tree_select, facet, [detail, selected], **private).then(**first_page)
+        query.submit(on_search, [facet, query], [tree, detail, hits, selected], **private).then(**first_page)
+        for control in (language, group, score):
+            control.change(**first_page)
+        for box in (low, high):  # on Enter or leaving the box, not on every keystroke
+            box.submit(**first_page)
+            box.blur(**first_page)
+        previous.click(lambda *a: rows_page(*a[:-1], page=(a[-1] or 0) - 1), [*filters, page], [rows, page], **private)
+        following.click(lambda *a: rows_page(*a[:-1], page=(a[-1] or 0) + 1), [*filters, page], [rows, page], **private)
+        if allow_export:
+            export.click(on_export, [facet, selected], exported, **private)
+        demo.load(on_load, None, [facet, tree, detail, plot, scatter, map_note, selected], **private).then(**first_page)
         gr.api(nodes, api_name="nodes")
         gr.api(search, api_name="search")
     return demo
+
+
+def space_encoder(model_id: str | None):
+    """A Space's query encoder: the run's embedder through sentence-transformers when that and faiss are installed and
+    the model loads (a Hub model id); else None, and search falls back to words."""
+    try:
+        import faiss  # noqa: F401
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(model_id).encode if model_id else None
+    except Exception:  # any missing piece means no search by meaning, said on the page
+        return None
 
 
 def dataset_name() -> str:
@@ -663,4 +1025,5 @@ def dataset_name() -> str:
 
 
 if __name__ == "__main__":
-    build_demo(dataset_name()).launch()
+    name = dataset_name()
+    build_demo(name, encode=space_encoder(_run_info(name).get("embedder"))).launch()

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import datasets
 import numpy as np
 import pytest
 
@@ -123,6 +124,29 @@ def test_search_matches_names_and_summaries(view, fx):
     assert view.search("request", "legal BASQUE") == [fx.ids["request"][DEEP_NAME]]
     assert fx.ids["request"][XSS_NAME] in view.search("request", "pwned")  # summary text
     assert view.search("request", "") == [] and view.search("request", "zzzz") == []
+
+
+def test_row_table_filters_and_pages_a_nodes_rows(app, view):
+    """Issue 20's table without a browser: the node's rows in file order, narrowed by language, group and a range."""
+    table = app.RowTable(view)
+    options = table.options()
+    assert options["language"] and options["group"] == sorted(set(view.group_values), key=view.group_values.count, reverse=True)
+    node = view.tops["request"][0]
+    under = np.flatnonzero(view.rows_under("request", node))
+    assert 0 < len(under) < view.n_rows and list(table.matching("request", node, app.RowFilter())) == under.tolist()
+    languages = view.rows["language"]
+    language, group = options["language"][0], "model-c"
+    wanted = [i for i in under if languages[i] == language and view.group_values[i] == group
+              and view.numeric_values["concerning"][i] >= 3]
+    got = table.matching("request", node, app.RowFilter(language=language, group=group, score="concerning", low=3))
+    assert got.tolist() == wanted and 0 < len(wanted) < len(under)
+    html, page = table.page("request", node, app.RowFilter(), 10_000)  # a page past the end shows the last one
+    assert page == (len(under) - 1) // app.PAGE_ROWS and f'data-matching="{len(under)}"' in html
+    assert html.count("<tr data-row=") == len(under) - page * app.PAGE_ROWS
+    finder = app.RowSearch(view)  # no encoder: words only, and it says why
+    assert finder.off_because("request") == "no embedder here"
+    hits = finder.words("request", "TRANSLATE")
+    assert hits and all("translate" in view.rows["request"][i].lower() for i in hits)
 
 
 def test_unpublished_nodes_and_their_subtrees_never_show(app, tmp_path):
@@ -469,10 +493,15 @@ def real_tree(real_result_dir) -> dict:
 
 
 @pytest.fixture(scope="module")
-def served_real(real_result_dir, tmp_path_factory):
+def served_real_dir(real_result_dir, tmp_path_factory):
     shown = tmp_path_factory.mktemp("real") / "clio-sharegpt-43"  # the app's title is the folder's name
     shutil.copytree(real_result_dir, shown)
-    with serving(shown) as url:
+    return shown
+
+
+@pytest.fixture(scope="module")
+def served_real(served_real_dir):
+    with serving(served_real_dir) as url:
         yield url
 
 
@@ -583,6 +612,86 @@ def test_real_result_search_and_deep_link(real_page, real_tree, tmp_path):
     assert "sel" in node_row(page, target).get_attribute("class") and node_row(page, target).is_visible()
     assert text(real_tree["nodes"][node["parent_id"]]["name"]) in page.locator(".clio-detail .crumbs").inner_text()
     assert page.locator(".clio-detail .sample").count() >= 1
+
+
+def rows_meta(page) -> dict:
+    meta = page.locator("#clio-rows .clio-rows > .meta")
+    return {k: int(meta.get_attribute(f"data-{k}")) for k in ("matching", "page", "pages")}
+
+
+def table_rows(page) -> list[int]:
+    return [int(x) for x in page.locator("#clio-rows tr[data-row]").evaluate_all("els => els.map(e => e.dataset.row)")]
+
+
+def wait_rows(pg, **expected):
+    checks = " && ".join(f"m.dataset.{k} === '{v}'" for k, v in expected.items())
+    pg.wait_for_function(f"() => {{ const m = document.querySelector('#clio-rows .clio-rows > .meta'); return m && {checks}; }}")
+
+
+def test_real_result_rows_search_by_meaning_filter_page_and_export(real_page, served_real_dir, tmp_path):
+    """Issue 20: a paraphrase finds its row by meaning; the row table filters and pages; the download is select_node."""
+    from clio_hf.result import ClioResult
+
+    page = real_page
+    result = ClioResult.load(served_real_dir)
+    data = result.data.to_list()
+    clustered = [i for i, r in enumerate(data) if r["request_cluster"] >= 0]
+    trip = next(i for i, r in enumerate(data) if r["conversation"][0]["content"].startswith("I want to do a road trip from Pune"))
+    open_app(page)
+    assert "search by meaning is off" not in page.content().lower()
+
+    # search by meaning: none of the query's content words is in the row's request
+    box = page.locator("#clio-search textarea, #clio-search input").first
+    box.fill("plan a holiday drive across western India with my spouse")
+    box.press("Enter")
+    page.wait_for_selector('.clio-row-hits[data-how="nearest by meaning"] li[data-row]')
+    found = [int(x) for x in page.locator(".clio-row-hits li[data-row]").evaluate_all("els => els.map(e => e.dataset.row)")]
+    assert trip in found[:3], found
+    page.locator(f'.clio-row-hits li[data-row="{trip}"] a').click()  # the hit opens its base cluster
+    base = data[trip]["request_cluster"]
+    page.wait_for_selector(f'.clio-detail[data-node="{base}"]')
+    wait_rows(page, matching=sum(r["request_cluster"] == base for r in data))
+    assert trip in table_rows(page)
+    page.locator(f'#clio-rows tr[data-row="{trip}"] details > summary').click()  # its conversation, open
+    shot = DOCS / "space-rows.png" if os.environ.get("CLIO_HF_UPDATE_DOCS") else tmp_path / "space-rows.png"
+    page.screenshot(path=str(shot), full_page=True)  # docs/hub-and-space.md's picture, refreshed only when asked
+
+    # the table: every clustered row at first, 20 a page, in file order; filters narrow it
+    page.goto(page.base, wait_until="networkidle")
+    wait_rows(page, matching=len(clustered), page=0)
+    assert table_rows(page) == clustered[:20] and rows_meta(page)["pages"] == -(-len(clustered) // 20)
+    page.locator("#clio-rows-next").click()
+    wait_rows(page, page=1)
+    assert table_rows(page) == clustered[20:40]
+    page.locator("#clio-rows-language input").click()
+    page.get_by_role("option", name="English", exact=True).click()
+    english = [i for i in clustered if data[i]["language"] == "English"]
+    assert 0 < len(english) < len(clustered), "the filter must narrow the rows for this test to mean anything"
+    wait_rows(page, matching=len(english), page=0)
+    assert table_rows(page) == english[:20]
+    # a numeric facet's range: the small model scores every row alike, so a floor above it empties the table
+    page.locator("#clio-rows-score input").click()
+    page.get_by_role("option", name="learning_value").click()
+    scores = sorted({data[i]["learning_value"] for i in english if data[i]["learning_value"] is not None})
+    for floor in (scores[-1] + 1, scores[0]):
+        page.locator("#clio-rows-low textarea, #clio-rows-low input").first.fill(str(floor))
+        page.locator("#clio-rows-low textarea, #clio-rows-low input").first.press("Enter")
+        wait_rows(page, matching=sum(data[i]["learning_value"] is not None and data[i]["learning_value"] >= floor for i in english))
+    assert rows_meta(page)["matching"] > 0
+
+    # export: the selected node's rows, every column, equal to select_node
+    top = result.hierarchy.filter(lambda n: n["facet"] == "request" and n["parent_id"] is None).sort("size", reverse=True)[0]
+    node_row(page, top["node_id"]).click()
+    page.wait_for_selector(f'.clio-detail[data-node="{top["node_id"]}"]')
+    page.locator("#clio-rows-export").click()
+    link = page.locator("#clio-rows-file a").first
+    link.wait_for()
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / "rows.parquet"
+    download.value.save_as(saved)
+    got = datasets.Dataset.from_parquet(str(saved))
+    assert got.to_list() == result.select_node("request", top["node_id"]).to_list() and len(got) == top["size"]
 
 
 # ---- the app in a clean virtualenv with only spaces_app/requirements.txt ------------------------------------------
