@@ -243,11 +243,9 @@ class ResultData:
         return self._row_tops[facet]
 
 
-class ClioView(ResultData):
-    """The tree, detail panel, name search, treemap and topic map of a loaded result. Every LLM-written string goes
-    through `esc`."""
+class TreeView(ResultData):
+    """The tree: top nodes first, children fetched one level at a time, paths opened for search hits and deep links."""
 
-    # ---- tree ----
     def _li(self, facet: str, node_id: int, open_ids: set[int], selected: int | None) -> str:
         n = self.trees[facet][node_id]
         is_open = bool(n.kids) and node_id in open_ids
@@ -277,7 +275,14 @@ class ClioView(ResultData):
         open_ids = {p for t in targets for p in self.path(facet, t)[:-1]}
         return self.tree_html(facet, open_ids, selected)
 
-    # ---- detail panel ----
+    def node_dict(self, facet: str, n: Node) -> dict:
+        return dict(node_id=n.id, level=n.level, parent_id=n.parent, name=n.name, summary=n.summary,
+                    size=n.size, share_of_parent=self.share(facet, n), means=n.means, n_children=len(n.kids))
+
+
+class DetailView(ResultData):
+    """The detail panel of one node: breadcrumbs, children, numeric means, the group mix and sample rows."""
+
     def samples(self, facet: str, node_id: int) -> list[dict]:
         if facet not in self.clusters:
             return []
@@ -324,45 +329,6 @@ class ClioView(ResultData):
             + "</div>"
         )
 
-    # ---- search and overview ----
-    def search(self, facet: str, query: str) -> list[int]:
-        terms = (query or "").lower().split()
-        if not terms or facet not in self.trees:
-            return []
-        nodes = self.trees[facet].values()
-        hits = [n for n in nodes if all(t in f"{n.name} {n.summary}".lower() for t in terms)]
-        hits.sort(key=lambda n: (not all(t in n.name.lower() for t in terms), -n.size))
-        return [n.id for n in hits[:MAX_HITS]]
-
-    def hits_html(self, facet: str, query: str, hits: list[int]) -> str:
-        if not (query or "").strip():
-            return ""
-        if not hits:
-            return f'<div class="clio-hits">No cluster matches “{esc(query)}”.</div>'
-        items = "".join(
-            f'<li><a href="#" data-goto="{h}">'
-            + " › ".join(esc(self.trees[facet][p].name) for p in self.path(facet, h))
-            + f'</a> <span class="meta">{self.trees[facet][h].size:,} rows</span></li>' for h in hits)
-        more = f" (the tree opens the first {OPEN_HITS})" if len(hits) > OPEN_HITS else ""
-        count = f'{len(hits)} match{"es" if len(hits) != 1 else ""}'
-        return f'<div class="clio-hits"><b>{count}</b>{more}<ol>{items}</ol></div>'
-
-    def treemap(self, facet: str) -> go.Figure:
-        nodes = list(self.trees.get(facet, {}).values())
-        fig = go.Figure(go.Treemap(
-            ids=[str(n.id) for n in nodes],
-            parents=["" if n.parent is None else str(n.parent) for n in nodes],
-            labels=[esc(n.name) for n in nodes],
-            values=[n.size for n in nodes],
-            customdata=[esc(n.summary[:200]) for n in nodes],
-            branchvalues="total",
-            maxdepth=3,
-            hovertemplate="<b>%{label}</b><br>%{value} rows<br>%{customdata}<extra></extra>",
-        ))
-        fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=460)
-        return fig
-
-    # ---- numeric means and groups of a node ----
     def means_html(self, facet: str, n: Node) -> str:
         """Every numeric facet's mean over the node's rows against its mean over all rows."""
         cells = []
@@ -404,7 +370,51 @@ class ClioView(ResultData):
                 '<th>share here</th><th>share overall</th><th><span class="gbar here key"></span> here '
                 f'<span class="gbar all key"></span> overall</th></tr>{body}</table>')
 
-    # ---- topic map ----
+
+class NodeSearch(ResultData):
+    """Search over node names and summaries (every word must match; name matches first)."""
+
+    def search(self, facet: str, query: str) -> list[int]:
+        terms = (query or "").lower().split()
+        if not terms or facet not in self.trees:
+            return []
+        nodes = self.trees[facet].values()
+        hits = [n for n in nodes if all(t in f"{n.name} {n.summary}".lower() for t in terms)]
+        hits.sort(key=lambda n: (not all(t in n.name.lower() for t in terms), -n.size))
+        return [n.id for n in hits[:MAX_HITS]]
+
+    def hits_html(self, facet: str, query: str, hits: list[int]) -> str:
+        if not (query or "").strip():
+            return ""
+        if not hits:
+            return f'<div class="clio-hits">No cluster matches “{esc(query)}”.</div>'
+        items = "".join(
+            f'<li><a href="#" data-goto="{h}">'
+            + " › ".join(esc(self.trees[facet][p].name) for p in self.path(facet, h))
+            + f'</a> <span class="meta">{self.trees[facet][h].size:,} rows</span></li>' for h in hits)
+        more = f" (the tree opens the first {OPEN_HITS})" if len(hits) > OPEN_HITS else ""
+        count = f'{len(hits)} match{"es" if len(hits) != 1 else ""}'
+        return f'<div class="clio-hits"><b>{count}</b>{more}<ol>{items}</ol></div>'
+
+
+class MapView(ResultData):
+    """The treemap overview and the topic map (a bounded, stratified sample of the rows' points)."""
+
+    def treemap(self, facet: str) -> go.Figure:
+        nodes = list(self.trees.get(facet, {}).values())
+        fig = go.Figure(go.Treemap(
+            ids=[str(n.id) for n in nodes],
+            parents=["" if n.parent is None else str(n.parent) for n in nodes],
+            labels=[esc(n.name) for n in nodes],
+            values=[n.size for n in nodes],
+            customdata=[esc(n.summary[:200]) for n in nodes],
+            branchvalues="total",
+            maxdepth=3,
+            hovertemplate="<b>%{label}</b><br>%{value} rows<br>%{customdata}<extra></extra>",
+        ))
+        fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=460)
+        return fig
+
     def colour_options(self) -> list[str]:
         options = [TOP_COLOUR]
         if self.group_values is not None or (self.group_column and self.group_column in self.value_cols):
@@ -481,10 +491,10 @@ class ClioView(ResultData):
                         color="rgba(0,0,0,0.08)", line=dict(width=2, color="#333")), showlegend=False))
         return fig
 
-    # ---- JSON API (gradio_client) ----
-    def node_dict(self, facet: str, n: Node) -> dict:
-        return dict(node_id=n.id, level=n.level, parent_id=n.parent, name=n.name, summary=n.summary,
-                    size=n.size, share_of_parent=self.share(facet, n), means=n.means, n_children=len(n.kids))
+
+class ClioView(TreeView, DetailView, NodeSearch, MapView):
+    """The whole viewer over one loaded result: each renderer is a class of its own over `ResultData`, usable alone
+    (`TreeView(dataset)` loads the result and draws trees only). Every LLM-written string goes through `esc`."""
 
 
 # ---- rows: a paged, filtered table, and search by meaning ------------------------------------------------------------
@@ -672,9 +682,27 @@ class RowSearch:
             return []
         vector = np.asarray(self.encode([query]), dtype=np.float32)
         vector /= np.maximum(np.linalg.norm(vector, axis=1, keepdims=True), 1e-12)
+        if vector.shape[1] != index.d:
+            raise ValueError(f"the query's embedder gives {vector.shape[1]}-d vectors, the result's {facet}_embedding "
+                             f"has {index.d}")
         clusters = self.data.clusters[facet]
         _, ids = index.search(vector, k * 4)  # room for rows under nodes this viewer does not show
         return [int(i) for i in ids[0] if i >= 0 and clusters[i] in self.data.trees[facet]][:k]
+
+    def hits_html(self, facet: str, query: str, rows: list[int], how: str) -> str:
+        """The rows a search found, each with its value and a link to its base cluster; `how` says which search ran."""
+        if not (query or "").strip():
+            return ""
+        data = self.data
+        values = data.rows.select_columns([facet]).select(rows)[facet] if facet in data.value_cols and rows else [""] * len(rows)
+        items = []
+        for r, value in zip(rows, values, strict=True):
+            n = data.node(facet, int(data.clusters[facet][r]))
+            link = " › ".join(esc(data.trees[facet][p].name) for p in data.path(facet, n.id)) if n else ""
+            items.append(f'<li data-row="{r}"><a href="#" data-goto="{n.id if n else ""}">{link}</a> '
+                         f'<span class="meta">row {r}</span><div class="sm">{esc(str(value or "")[:MAP_VALUE_CHARS])}</div></li>')
+        listed = f"<ol>{''.join(items)}</ol>" if items else "<p>No row matches.</p>"
+        return f'<div class="clio-row-hits" data-how="{esc(how)}"><b>Rows</b> <span class="meta">{esc(how)}</span>{listed}</div>'
 
     def words(self, facet: str, query: str, k: int = ROW_HITS) -> list[int]:
         """Rows whose facet value holds every word of the query (case-insensitive), in file order."""
@@ -813,21 +841,6 @@ element.addEventListener('click', (ev) => {
 """
 
 
-def row_hits_html(view: ClioView, facet: str, query: str, rows: list[int], how: str) -> str:
-    """The rows a search found, each with its value and a link to its base cluster; `how` says which search ran."""
-    if not (query or "").strip():
-        return ""
-    values = view.rows.select_columns([facet]).select(rows)[facet] if facet in view.value_cols and rows else [""] * len(rows)
-    items = []
-    for r, value in zip(rows, values, strict=True):
-        n = view.node(facet, int(view.clusters[facet][r]))
-        link = (" › ".join(esc(view.trees[facet][p].name) for p in view.path(facet, n.id))) if n else ""
-        items.append(f'<li data-row="{r}"><a href="#" data-goto="{n.id if n else ""}">{link}</a> '
-                     f'<span class="meta">row {r}</span><div class="sm">{esc(str(value or "")[:MAP_VALUE_CHARS])}</div></li>')
-    listed = f"<ol>{''.join(items)}</ol>" if items else "<p>No row matches.</p>"
-    return f'<div class="clio-row-hits" data-how="{esc(how)}"><b>Rows</b> <span class="meta">{esc(how)}</span>{listed}</div>'
-
-
 def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search_cache: Path | None = None,
                allow_export: bool = False) -> gr.Blocks:
     """The viewer. `encode` (texts -> vectors, the run's embedder) turns on search by meaning, with its faiss index
@@ -886,7 +899,7 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
         if off is not None:
             rows, how = finder.words(facet, query), f"holding every word (search by meaning is off: {off})"
         return (view.open_tree(facet, hits[:OPEN_HITS], first), view.detail_html(facet, first),
-                view.hits_html(facet, query, hits) + row_hits_html(view, facet, query, rows, how), first)
+                view.hits_html(facet, query, hits) + finder.hits_html(facet, query, rows, how), first)
 
     def on_load(request: gr.Request):
         params = request.query_params if request else {}

@@ -126,7 +126,7 @@ def test_search_matches_names_and_summaries(view, fx):
     assert view.search("request", "") == [] and view.search("request", "zzzz") == []
 
 
-def test_row_table_filters_and_pages_a_nodes_rows(app, view):
+def test_row_table_filters_and_pages_a_nodes_rows(app, view, tmp_path):
     """Issue 20's table without a browser: the node's rows in file order, narrowed by language, group and a range."""
     table = app.RowTable(view)
     options = table.options()
@@ -145,6 +145,13 @@ def test_row_table_filters_and_pages_a_nodes_rows(app, view):
     assert html.count("<tr data-row=") == len(under) - page * app.PAGE_ROWS
     finder = app.RowSearch(view)  # no encoder: words only, and it says why
     assert finder.off_because("request") == "no embedder here"
+    wrong = app.RowSearch(view, encode=lambda texts: np.ones((len(texts), 3), np.float32), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="3-d vectors, the result's request_embedding has 8"):
+        wrong.nearest("request", "anything")  # another embedder than the run's: the page falls back to words
+    exact = app.RowSearch(view, encode=lambda texts: np.asarray(view.all_columns()["request_embedding"][:1]), cache_dir=tmp_path)
+    twins = np.flatnonzero(np.asarray(view.all_columns()["duplicate_of"]) == 0)  # rows sharing row 0's vector
+    assert exact.nearest("request", "the first row's own vector")[0] in {0, *twins.tolist()}
+    assert list(tmp_path.glob("*.faiss"))  # built once, cached
     hits = finder.words("request", "TRANSLATE")
     assert hits and all("translate" in view.rows["request"][i].lower() for i in hits)
 
@@ -846,8 +853,8 @@ def test_wheel_ships_the_space_app(tmp_path):
 def test_bench_space_script_runs_on_a_small_result():
     """scripts/bench_space.py stays runnable (the recorded figures come from its full-size run)."""
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_space.py"), "--rows", "2000", "--top", "4",
-                           "--per-top", "2", "--per-mid", "3", "--dim", "8"],
+                           "--per-top", "2", "--per-mid", "3"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2,000 rows / 36 nodes (4 top)" in proc.stdout and "peak RSS of the app process" in proc.stdout
-    assert ": met" in proc.stdout
+    assert ": met" in proc.stdout and "row search: next query" in proc.stdout
