@@ -24,6 +24,7 @@ HIERARCHY_FEATURES = datasets.Features(
         "name_source": datasets.Value("string"),
         "size": datasets.Value("int64"),
         "name_score": datasets.Value("float64"),
+        "keyphrases": datasets.List(datasets.Value("string")),
     }
 )
 

@@ -37,7 +37,7 @@ from .llm import LLM
 logger = logging.getLogger(__name__)
 
 # Keys cached trees: bump when a change to this module changes the names or the shape of a tree.
-NAMING_VERSION = 5
+NAMING_VERSION = 6
 
 # Where a node's name came from: the LLM; a keyphrase or a shared value that outscored the LLM's; a keyphrase because
 # the LLM gave nothing usable.
@@ -68,6 +68,7 @@ class _Node:
     node_id: int = -1
     vector_sum: np.ndarray | None = None  # sum of its rows' embeddings: centroids and name scores at every level
     name_score: float | None = None
+    keyphrases: list[str] = field(default_factory=list)  # its top terms, each held by >= min_rows rows
 
 
 def build_hierarchy(
@@ -180,6 +181,8 @@ class _FacetTree:
                     for nearest_answers in _nearest_outside(self.answer_vectors, members_of, centroids, self.config.outside_samples)]
 
         terms = self.keyphrases.top(self.answer_labels, num_base, count=_TERMS, min_share=_MIN_TERM_SHARE)
+        for cluster in range(num_base):
+            self.nodes[cluster].keyphrases = list(terms[cluster])
 
         def prompt(cluster: int):
             return prompts.cluster_name_prompt(self.facet, insides[cluster], outsides[cluster], terms[cluster])
@@ -251,6 +254,8 @@ class _FacetTree:
 
         terms = self.keyphrases.top(position[self.node_of_base][self.answer_labels], len(ids), count=_TERMS,
                                     min_share=_MIN_TERM_SHARE)
+        for p, node_terms in zip(ids, terms, strict=True):
+            self.nodes[p].keyphrases = list(node_terms)
 
         def prompt(p: int):
             return prompts.rename_parent_prompt(self.facet, [self.nodes[m].name for m in self.nodes[p].children][:10],
@@ -393,7 +398,7 @@ class _FacetTree:
                 "facet": self.facet.column, "node_id": node.node_id, "level": node.level,
                 "parent_id": None if node.parent is None else self.nodes[node.parent].node_id,
                 "name": node.name, "summary": node.summary, "name_source": node.name_source, "size": node.size,
-                "name_score": node.name_score,
+                "name_score": node.name_score, "keyphrases": node.keyphrases,
             }
             for col, (total, count) in node.sums.items():
                 row[f"{col}_mean"] = total / count if count else None

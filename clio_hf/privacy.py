@@ -269,15 +269,22 @@ def published_hierarchy(hierarchy: datasets.Dataset) -> datasets.Dataset:
     if not withheld_names:
         return published
     pattern = re.compile("|".join(re.escape(n) for n in sorted(withheld_names, key=len, reverse=True) if n), re.I)
-    return published.map(lambda s: {"summary": pattern.sub("(withheld)", s) if s else s}, input_columns="summary",
-                         desc="Scrubbing summaries")
+    published = published.map(lambda s: {"summary": pattern.sub("(withheld)", s) if s else s}, input_columns="summary",
+                              desc="Scrubbing summaries")
+    if "keyphrases" not in published.column_names:
+        return published
+    # A keyphrase is one or two words: one that is, or is part of, a withheld name would point at that node.
+    withheld_words = " ".join(n.casefold() for n in withheld_names if n)
+    return published.map(lambda terms: {"keyphrases": [t for t in terms or [] if not re.search(
+        rf"(?<!\w){re.escape(t.casefold())}(?!\w)", withheld_words) and not pattern.search(t)]},
+        input_columns="keyphrases", desc="Scrubbing keyphrases")
 
 
 # What a push does with each column. A column without a rule is left out: whatever a later feature adds to a row or a
 # node stays local until someone decides how it is published.
 KEEP, GATED, TEXT = "keep", "gated", "text"
 HIERARCHY_COLUMNS = ("facet", "node_id", "level", "parent_id", "name", "summary", "name_source", "size", "group_counts",
-                     NUM_USERS, PII, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE, "name_score")
+                     NUM_USERS, PII, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE, "name_score", "keyphrases")
 
 
 def row_column_rules(

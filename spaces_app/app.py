@@ -73,6 +73,7 @@ class Node:
     withheld_by: str | None = None  # only in a local result: the push drops these nodes
     kids: list[int] = field(default_factory=list)
     score: float | None = None  # name_score; results before it have none
+    keyphrases: list[str] = field(default_factory=list)  # top terms of its rows' values; results before them have none
 
 
 def _run_info(dataset: str) -> dict:
@@ -135,7 +136,7 @@ class ResultData:
                 int(r["node_id"]), int(r["level"]), parent, r["name"] or "", r["summary"] or "",
                 r.get("name_source") or "", int(r["size"]), means,
                 (r.get("withheld_by") or "gates") if r.get("published") is False else None,
-                score=r.get("name_score"))
+                score=r.get("name_score"), keyphrases=list(r.get("keyphrases") or []))
         self.tops: dict[str, list[int]] = {}
         for facet, nodes in self.trees.items():
             for n in nodes.values():
@@ -255,7 +256,9 @@ class TreeView(ResultData):
             f'<li class="cn{" open" if is_open else ""}" data-node="{n.id}">'
             f'<div class="row{" sel" if n.id == selected else ""}">{toggle}'
             f'<span class="nm">{esc(n.name)}</span>'
-            f'<span class="bar"><span style="width:{self.share(facet, n) * 100:.1f}%"></span></span>'
+            + (f'<span class="kp" title="keyphrases: top terms of its rows">{esc(" · ".join(n.keyphrases))}</span>'
+               if n.keyphrases else "")
+            + f'<span class="bar"><span style="width:{self.share(facet, n) * 100:.1f}%"></span></span>'
             f'<span class="meta">{self.meta(facet, n)}</span><div class="sm">{esc(n.summary)}</div></div>'
             + (f'<ul class="kids">{kids}</ul>' if is_open else "") + "</li>"
         )
@@ -322,6 +325,7 @@ class DetailView(ResultData):
             f'<div class="clio-detail" data-node="{n.id}"><div class="crumbs">{crumbs}</div>'
             f"<h3>{esc(n.name)}</h3><div class=\"meta\">{esc(facet)} · node {n.id} · level {n.level} · "
             f"{self.meta(facet, n)}{provenance}</div><p>{esc(n.summary)}</p>"
+            + (f'<div class="meta kps">Keyphrases: {esc(", ".join(n.keyphrases))}</div>' if n.keyphrases else "")
             + self.means_html(facet, n) + self.groups_html(facet, n)
             + (f"<h4>Children ({len(n.kids)})</h4><ul>{kids}</ul>" if kids else "")
             + f"<h4>Sample rows ({len(samples)} of {n.size:,})</h4>"
@@ -379,7 +383,7 @@ class NodeSearch(ResultData):
         if not terms or facet not in self.trees:
             return []
         nodes = self.trees[facet].values()
-        hits = [n for n in nodes if all(t in f"{n.name} {n.summary}".lower() for t in terms)]
+        hits = [n for n in nodes if all(t in f"{n.name} {n.summary} {' '.join(n.keyphrases)}".lower() for t in terms)]
         hits.sort(key=lambda n: (not all(t in n.name.lower() for t in terms), -n.size))
         return [n.id for n in hits[:MAX_HITS]]
 
@@ -739,6 +743,7 @@ CSS = """
   color: var(--body-text-color); transition: transform .1s; }
 .clio-tree li.open > .row .tog { transform: rotate(90deg); }
 .clio-tree .nm { font-weight: 600; }
+.clio-tree .kp { margin-left: .6em; font-size: .8em; color: var(--body-text-color-subdued); }
 .clio-tree .bar { display: inline-block; width: 60px; height: 6px; margin: 0 .6em; border-radius: 3px;
   background: var(--border-color-primary); vertical-align: middle; }
 .clio-tree .bar > span { display: block; height: 100%; border-radius: 3px; background: var(--color-accent); }

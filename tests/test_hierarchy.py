@@ -306,6 +306,23 @@ def test_the_top_level_takes_as_many_nodes_as_the_data_separates():
     assert all(len(tops) == 1 for tops in top_of_topic.values()), "a topic's variants stay under one top node"
 
 
+def test_every_node_keeps_its_keyphrases_and_each_is_shared_by_enough_rows():
+    data = _clustered(60)
+    tree = build_hierarchy(data, _good_llm(), HashEmbedder(), facets=[REQUEST], min_rows=3)
+    values = [v.lower() for v in data["request"]]
+    labels = np.asarray(data["request_cluster"])
+    kids = {n["node_id"]: [k["node_id"] for k in tree if k["parent_id"] == n["node_id"]] for n in tree}
+
+    def base_under(node_id):
+        return [node_id] if not kids[node_id] else [b for k in kids[node_id] for b in base_under(k)]
+
+    assert all(n["keyphrases"] for n in tree), "every node of this tree has terms to show"
+    for node in tree:
+        mine = [values[i] for i in np.flatnonzero(np.isin(labels, base_under(node["node_id"])))]
+        for term in node["keyphrases"]:
+            assert sum(term in v for v in values) >= 3 and any(term in v for v in mine), (node["name"], term)
+
+
 def test_names_are_deterministic():
     data = _clustered(60)
     first = build_hierarchy(data, _good_llm(), HashEmbedder(), facets=[REQUEST])

@@ -43,6 +43,8 @@ def make_tree() -> datasets.Dataset:
            "Covers 2 groups, such as: Cooking dinner recipes; Few users cluster.",
            "Covers plans for jane roe at jane@example.com."],
         "name_source": ["llm"] * len(NODES), "size": [n[4] for n in NODES], "name_score": [0.25] * len(NODES),
+        # a published parent's keyphrases that are, or are part of, a withheld child's name must not be published
+        "keyphrases": [[] for _ in NODES[:5]] + [["python", "tiny cluster", "rows"], ["cooking", "dinner"], ["jane"]],
     }, features=clio_hf.columns.HIERARCHY_FEATURES)
 
 
@@ -205,6 +207,8 @@ def test_for_publishing_drops_withheld_nodes_and_raw_text():
     assert public.hierarchy["node_id"] == [0, 3, 5, 6]
     check_sizes(public.hierarchy)
     assert "Tiny cluster" not in " ".join(public.hierarchy["summary"])  # the parent's summary is scrubbed
+    kept = dict(zip(public.hierarchy["node_id"], public.hierarchy["keyphrases"]))
+    assert kept == {0: [], 3: [], 5: ["python"], 6: ["cooking", "dinner"]}  # "tiny cluster", "rows": a withheld name
     assert set(public.data.column_names) == {"request", "request_cluster"}
     assert public.data["request_cluster"] == [0] * 6 + [-1] * 9 + [3] * 7 + [-1] * 5
     assert all((v is None) == (c == -1) for v, c in zip(public.data["request"], public.data["request_cluster"]))

@@ -550,6 +550,9 @@ def test_real_result_renders_without_a_browser(app, real_result_dir, real_tree):
     for t in real_tree["tops"]:
         assert html.escape(real_tree["nodes"][t]["name"]) in page
     assert page.count('class="cn') == len(real_tree["tops"])  # only the top level is rendered at first
+    assert any(n["keyphrases"] for n in real_tree["nodes"].values()), "the real tree has keyphrases to show"
+    for t in real_tree["tops"]:  # beside each name, its keyphrases (terms at least min_rows rows hold)
+        assert html.escape(" · ".join(real_tree["nodes"][t]["keyphrases"])) in page
     parent = next(t for t in real_tree["tops"] if real_tree["kids"].get(t))
     assert view.kids_html("request", parent).count('class="cn') == len(real_tree["kids"][parent])
     samples = view.samples("request", parent)
