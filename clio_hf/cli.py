@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     annotate.add_argument("--column-prefix", default="", help="prefix for every added column")
     annotate.add_argument("--group-column", help="count every hierarchy node's rows per value of this column "
                                                  "(an input column such as model, or a facet such as language)")
+    annotate.add_argument("--time-column", help="count every hierarchy node's rows per hour, day, week or month of this "
+                          "column (ISO text, dates or epoch numbers); see `clio-hf trends`")
     annotate.add_argument("--llm", default=DEFAULT_LLM, help=f"LLM spec ({DEFAULT_LLM}, smollm2-135m, transformers:PATH, "
                                                              "a bare org/name (= transformers:org/name), vllm:..., openai:...)")
     annotate.add_argument("--llm-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -124,6 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--top", type=int, default=15, help="rows to print")
     compare.add_argument("--csv", help="also write every tested node to this CSV file")
 
+    trends = commands.add_parser("trends", help="nodes whose share grew or shrank most from the first period to the last")
+    trends.add_argument("dataset", help="result folder or Hub repo id (annotated with --time-column)")
+    trends.add_argument("--facet", help="only this clustered facet")
+    trends.add_argument("--min-count", type=int, default=5, help="skip nodes with fewer rows in the two periods")
+    trends.add_argument("--top", type=int, default=15, help="rows to print")
+    trends.add_argument("--csv", help="also write every tested node to this CSV file")
+
     export = commands.add_parser("export", help="write one node's rows (or every row but some nodes') to a file")
     export.add_argument("dataset", help="result folder or Hub repo id")
     export.add_argument("--facet", required=True, help="the clustered facet whose tree holds the nodes")
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         commands = {"annotate": _annotate, "push": _push, "view": _view, "deploy-space": _deploy, "summary": _summary, "compare": _compare,
-                    "assign": _assign, "export": _export}
+                    "assign": _assign, "export": _export, "trends": _trends}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print(f"clio-hf {args.command}: interrupted; finished shards are cached, rerun the same command to resume.", file=sys.stderr)
@@ -233,6 +242,7 @@ def _annotate(args) -> int:
         columns=args.columns.split(",") if args.columns else None,
         column_prefix=args.column_prefix,
         group_column=args.group_column,
+        time_column=args.time_column,
         stream=args.stream,
         revision=args.revision,
         subset=args.subset,
@@ -424,6 +434,23 @@ def _compare(args) -> int:
           f"{recorded or args.group_column!r}; most significant first")
     print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "size", "group", "share_in_node",
                                           "share_overall", "log_odds", "test", "chi2", "dof", "p_value", "q_value", "cramers_v"]))
+    if args.csv:
+        _write_csv(rows, args.csv)
+    return 0
+
+
+def _trends(args) -> int:
+    from .result import ClioResult
+    from .summary import format_table
+    from .trends import trends
+
+    result = ClioResult.load(args.dataset)
+    rows = trends(result.hierarchy, facets=[args.facet] if args.facet else None, min_count=args.min_count)
+    first, last = (rows[0]["first"], rows[0]["last"]) if rows else ("?", "?")
+    print(f"{len(rows)} nodes tested (>= {args.min_count} rows in the two periods); time column "
+          f"{result.info.get('time_column')!r} by {result.info.get('time_period')}: {first} against {last}; most significant first")
+    print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "count_first", "count_last", "share_first",
+                                          "share_last", "change", "test", "p_value", "q_value"]))
     if args.csv:
         _write_csv(rows, args.csv)
     return 0

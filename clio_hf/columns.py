@@ -53,6 +53,8 @@ def projection_columns(facet: Facet, prefix: str = "") -> tuple[str, str]:
 GROUP_COUNTS = "group_counts"
 NOVEL_CLUSTER = -2  # `<facet>_cluster` of a row `assign` placed that fits no base cluster (-1: no cluster)
 GROUP_COUNTS_FEATURE = datasets.List({"group": datasets.Value("string"), "count": datasets.Value("int64")})
+TIME_COUNTS = "time_counts"
+TIME_COUNTS_FEATURE = datasets.List({"period": datasets.Value("string"), "count": datasets.Value("int64")})
 
 
 def added_columns(facets: Iterable[Facet], prefix: str = "") -> list[str]:

@@ -54,21 +54,30 @@ def count_groups(
         column_prefix: prefix of the cluster columns.
     """
     C.require_columns(data, [group_column], "count_groups")
-    groups = [group_value(v) for v in data[group_column]]
+    counts = node_counts(hierarchy, data, [group_value(v) for v in data[group_column]], column_prefix, "count_groups")
+    return hierarchy.add_column(C.GROUP_COUNTS, [_as_list(c) for c in counts], feature=C.GROUP_COUNTS_FEATURE)
+
+
+def node_counts(hierarchy: datasets.Dataset, data: datasets.Dataset, values: Sequence, column_prefix: str = "",
+                stage: str = "node_counts") -> list[Counter]:
+    """For each hierarchy node, in order, how many of its rows hold each of `values` (one per row of `data`).
+
+    A base cluster counts the rows whose `<facet>_cluster` is its id (duplicates included, as in `size`); a parent
+    sums its children, so every node's counts sum to its `size`.
+    """
     nodes = hierarchy.select_columns(["facet", "node_id", "level", "parent_id"]).to_list()
     counts: dict[tuple[str, int], Counter] = {}
     for facet in dict.fromkeys(n["facet"] for n in nodes):
         cluster = f"{column_prefix}{facet}_cluster"
-        C.require_columns(data, [cluster], "count_groups")
-        for label, group in zip(data[cluster], groups):
+        C.require_columns(data, [cluster], stage)
+        for label, value in zip(data[cluster], values):
             if label is not None and label >= 0:
-                counts.setdefault((facet, label), Counter())[group] += 1
+                counts.setdefault((facet, label), Counter())[value] += 1
     for node in sorted(nodes, key=lambda n: n["level"]):  # children before parents
         own = counts.setdefault((node["facet"], node["node_id"]), Counter())
         if node["parent_id"] is not None:
             counts.setdefault((node["facet"], node["parent_id"]), Counter()).update(own)
-    column = [_as_list(counts[(n["facet"], n["node_id"])]) for n in nodes]
-    return hierarchy.add_column(C.GROUP_COUNTS, column, feature=C.GROUP_COUNTS_FEATURE)
+    return [counts[(n["facet"], n["node_id"])] for n in nodes]
 
 
 def _as_list(counter: Counter) -> list[dict]:

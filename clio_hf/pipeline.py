@@ -30,6 +30,7 @@ from .embed import Embedder, embed_facets, load_embedder
 from .extract import extract_facets, given_value
 from .facets import MAIN_FACETS, Facet, resolve_facets
 from .groups import check_group_column, count_groups
+from .trends import count_periods, parse_times
 from .hierarchy import NAMING_VERSION, build_hierarchy
 from .lenses import check_lens_inputs
 from .llm import LLM, load_llm
@@ -62,6 +63,7 @@ def annotate(
     column_prefix: str = "",
     user_column: str | None = None,
     group_column: str | None = None,
+    time_column: str | None = None,
     stream: bool = False,
     revision: str | None = None,
     subset: str | None = None,
@@ -89,6 +91,9 @@ def annotate(
             `config.privacy.min_users` distinct users to be published.
         group_column: an input column (`model`, `source`, ...) or a facet column (`language`): every hierarchy node
             gets `group_counts`, its rows per value (see `clio_hf.groups`).
+        time_column: an input column of times (ISO 8601 text, dates, epoch seconds or milliseconds): every hierarchy
+            node gets `time_counts`, its rows per hour, day, week or month (chosen from the span; `clio_hf.trends`).
+            It stays local on a push unless `include_text`, like the user column.
         stream: stream a Hub source instead of downloading it (with `limit`, or with `sample`: a seeded shuffle).
         revision: a Hub source's branch, tag or commit sha (default: main). The run is keyed by the commit sha it
             resolves to now, recorded as `info["source_revision"]`, so a changed Hub dataset is analysed afresh.
@@ -130,6 +135,9 @@ def annotate(
         text_columns = source_columns(raw, conversation_column, text_column, columns)
         if group_column is not None:
             check_group_column(group_column, [*raw.column_names, *(C.facet_column(f, column_prefix) for f in facets)])
+        if time_column is not None:  # a bad time stops the run here, before any model, naming its row and value
+            C.require_columns(raw, [time_column], "annotate (time_column)")
+            parse_times(raw[time_column], time_column)
     needs_llm = any(f.method == "llm" for f in facets) or any(f.clustered for f in facets)
     with _timed(timings, "load_models"):
         llm = load_llm(llm, **(llm_options or {})) if needs_llm else None
@@ -185,6 +193,9 @@ def annotate(
         hierarchy = with_centroids(hierarchy, data, facets, column_prefix)  # what `assign` places new rows by
         if group_column is not None:
             hierarchy = count_groups(hierarchy, data, group_column=group_column, column_prefix=column_prefix)
+        time_period = None
+        if time_column is not None:
+            hierarchy, time_period = count_periods(hierarchy, data, time_column=time_column, column_prefix=column_prefix)
 
     with _timed(timings, "privacy"):
         audit = config.privacy.audit and len(hierarchy) > 0
@@ -219,6 +230,8 @@ def annotate(
         "split": split,
         "column_prefix": column_prefix,
         "group_column": group_column,
+        "time_column": time_column,
+        "time_period": time_period,
         "rows": {"input": len(raw), "unique": len(originals), "duplicates": int(len(raw) - len(originals)), "empty": sum(empty)},
         "timings": {k: round(v, 2) for k, v in timings.items()},
         "parse_failures": {f.column: sum(v is None and not e for v, e in zip(unique[C.facet_column(f, column_prefix)], empty))
@@ -227,7 +240,7 @@ def annotate(
         "users_words_fallbacks": {f.column: sum(1 for v in unique[C.facet_column(f, column_prefix)] if isinstance(v, str) and prompts.USERS_WORDS in v)
                                   for f in facets if not f.numeric},
         **names,
-        "privacy": {"user_column": user_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
+        "privacy": {"user_column": user_column, "time_column": time_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
                     "pii_version": PII_VERSION, "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage},
         "clustering": clustering,
         "engine": "local" if ray_engine is None else {"name": "ray", "address": ray_engine.address, "num_workers": ray_engine.num_workers,

@@ -284,12 +284,13 @@ def published_hierarchy(hierarchy: datasets.Dataset) -> datasets.Dataset:
 # node stays local until someone decides how it is published.
 KEEP, GATED, TEXT = "keep", "gated", "text"
 HIERARCHY_COLUMNS = ("facet", "node_id", "level", "parent_id", "name", "summary", "name_source", "size", "group_counts",
-                     NUM_USERS, PII, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE, "name_score", "keyphrases")
+                     NUM_USERS, PII, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE, "name_score", "keyphrases",
+                     "time_counts")
 
 
 def row_column_rules(
     columns: Sequence[str], *, facets: Sequence, input_columns: Sequence[str] | None, text_columns: Sequence[str],
-    user_column: str | None = None, column_prefix: str = "",
+    user_column: str | None = None, column_prefix: str = "", time_column: str | None = None,
 ) -> dict[str, str | None]:
     """The rule of each row column on a push: `keep`; `gated` (null, or -1 for a cluster id, under a withheld node);
     `text` (raw or LLM-written text about one row: left out unless the user asks, then gated); None (no rule: left out).
@@ -299,7 +300,8 @@ def row_column_rules(
         facets: the run's facets (`summary.facets_from_info`).
         input_columns: the source's columns as `annotate` recorded them; None for a result made before it did, when
             every column that clio_hf does not add counts as an input column.
-        text_columns: the source's text columns; they and `user_column` are `text`.
+        text_columns: the source's text columns; they, `user_column` and `time_column` (exact times can single a
+            person out) are `text`.
     """
     from .lenses import Lens, rationale_column
 
@@ -320,7 +322,7 @@ def row_column_rules(
                 rules.setdefault(given, TEXT)
     inputs = [c for c in columns if c not in rules] if input_columns is None else input_columns
     for name in inputs:
-        rules.setdefault(name, TEXT if name in (*text_columns, user_column) else KEEP)
+        rules.setdefault(name, TEXT if name in (*text_columns, user_column, time_column) else KEEP)
     return {c: rules.get(c) for c in columns}
 
 

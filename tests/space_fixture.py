@@ -88,6 +88,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
     """Write a result folder; node names listed in `unpublished` get `published=False` (adds that column)."""
     rng = random.Random(seed)
     extra = random.Random(seed + 1)  # draws for the model column and the map, so the trees stay as they were
+    months = random.Random(seed + 2)  # and the month of each row (time_counts), so the map stays as it was
     path = Path(path)
     (path / "data").mkdir(parents=True, exist_ok=True)
     (path / "hierarchy").mkdir(parents=True, exist_ok=True)
@@ -102,6 +103,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
         "duplicate_of": [-1] * n_rows,
         "language": [rng.choice(LANGUAGES) for _ in range(n_rows)],
         "concerning": concerning,
+        "month": [f"2026-{months.randint(1, 6):02d}" for _ in range(n_rows)],
     }
     hier: list[dict] = []
     ids: dict[str, dict[str, int]] = {}
@@ -158,6 +160,8 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
                              name_source="fallback" if n["name"] == "Compose birthday poems" else "llm",
                              size=len(n["rows"]), concerning_mean=sum(vals) / len(vals) if vals else None,
                              group_counts=[{"group": g, "count": c} for g, c in groups.most_common()],
+                             time_counts=[{"period": m, "count": c}
+                                          for m, c in sorted(Counter(rows["month"][r] for r in n["rows"]).items())],
                              published=n["name"] not in unpublished))
         ids[facet] = {n["name"]: n["node_id"] for n in nodes}
         parents[facet] = {n["node_id"]: n.get("parent_id") for n in nodes}
@@ -196,6 +200,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
         "parent_id": Value("int64"), "name": Value("string"), "summary": Value("string"),
         "name_source": Value("string"), "size": Value("int64"), "concerning_mean": Value("float64"),
         "group_counts": List({"group": Value("string"), "count": Value("int64")}),
+        "time_counts": List({"period": Value("string"), "count": Value("int64")}),
         **({"published": Value("bool")} if unpublished else {}),
     })
     hcols = {k: [h[k] for h in hier] for k in hfeatures}
@@ -214,7 +219,8 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
             {"name": "concerning", "question": "On a scale of 1 to 5, how concerning is this conversation?",
              "numeric": [1, 5], "summary_criteria": None},
         ],
-        "llm": "smollm2-135m", "embedder": "minilm-l6", "group_column": "model",
+        "llm": "smollm2-135m", "embedder": "minilm-l6", "group_column": "model", "time_column": "month",
+        "time_period": "month",
         "rows": n_rows, "hierarchy_rows": len(hier),
     }
     (path / "clio_run.json").write_text(json.dumps(run, indent=2))

@@ -169,6 +169,16 @@ def test_unpublished_nodes_and_their_subtrees_never_show(app, tmp_path):
     assert local.search("request", "pandas")
 
 
+def test_detail_shows_the_share_of_each_period(view, fx):
+    node = view.node("request", fx.ids["request"][SKEWED_NODE])
+    html = view.detail_html("request", node.id)
+    months = ["2026-0%d" % m for m in range(1, 7)]
+    assert [p for p in months if f'data-period="{p}"' in html] == months
+    whole = sum(view.trees["request"][t].time_counts["2026-03"] for t in view.tops["request"])
+    mine = node.time_counts["2026-03"]
+    assert f"2026-03: {mine:,} of {whole:,} rows" in html and sum(node.time_counts.values()) == node.size
+
+
 def test_detail_shows_numeric_means_and_the_group_mix(view, fx):
     node = view.node("request", fx.ids["request"][SKEWED_NODE])
     html = view.detail_html("request", node.id)
@@ -457,6 +467,10 @@ def test_detail_panel_shows_the_group_mix_in_the_browser(page, fx):
     groups = page.locator(".clio-detail table.clio-groups tr[data-group]")
     assert groups.first.get_attribute("data-group") == "model-c" and groups.count() == 3
     assert "concerning" in page.locator(".clio-detail table.clio-means").inner_text()
+    # with a time column: the node's share of each month's rows, one bar a month
+    bars = page.locator(".clio-detail .clio-time .tbar")
+    assert bars.count() == 6 and bars.first.get_attribute("data-period") == "2026-01" and bars.first.is_visible()
+    assert "of each month's rows (month)" in page.locator(".clio-detail").inner_text()
 
 
 def test_map_colours_by_group_and_by_score(page):
