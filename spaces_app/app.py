@@ -46,6 +46,8 @@ MAP_MIN_PER_CLUSTER = 40  # every top-level cluster keeps at least this many (or
 MAP_VALUE_CHARS = 140
 MAX_GROUPS = 12  # groups listed in the detail panel; the rest are summed as "other"
 TOP_COLOUR = "Top-level cluster"
+LEVEL_COLOUR = "Tree level "  # + the level: colour by each row's ancestor there (0: its base cluster)
+DIMMED = 0.12  # opacity of the points outside the selected node
 PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
            "#bab0ac", "#1f77b4", "#2ca02c"]
 
@@ -441,11 +443,35 @@ class MapView(ResultData):
         fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=460)
         return fig
 
-    def colour_options(self) -> list[str]:
+    def colour_options(self, facet: str | None = None) -> list[str]:
+        """Top-level cluster, each lower tree level of `facet` (down to the base clusters), the group, each score."""
         options = [TOP_COLOUR]
+        levels = sorted({n.level for n in self.trees.get(facet, {}).values()}, reverse=True)[1:]
+        options += [f"{LEVEL_COLOUR}{level}" for level in levels]
         if self.group_values is not None or (self.group_column and self.group_column in self.value_cols):
             options.append(f"Group: {self.group_column}")
         return options + [f"Score: {c}" for c in self.numeric_values]
+
+    def ancestor(self, facet: str, node_id: int, level: int) -> int:
+        """The node's ancestor at `level` (itself at or below it; the top when the tree is shallower)."""
+        path = self.path(facet, node_id)
+        return next((p for p in path if self.trees[facet][p].level <= level), path[-1])
+
+    def selection_html(self, facet: str, rows: list[int]) -> str:
+        """What a box or lasso on the map caught: how many rows, the base clusters they fall in, and the rows."""
+        rows = sorted({int(r) for r in rows if 0 <= int(r) < self.n_rows})
+        labels = self.clusters[facet][rows] if rows else np.array([], np.int64)
+        found, counts = np.unique(labels[labels >= 0], return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        nodes = "".join(f'<li><a href="#" data-goto="{int(found[i])}">'
+                        + " › ".join(esc(self.trees[facet][p].name) for p in self.path(facet, int(found[i])))
+                        + f'</a> <span class="meta">{int(counts[i]):,} of the rows</span></li>'
+                        for i in order if int(found[i]) in self.trees[facet])
+        values = self.rows.select_columns([facet]).select(rows[:ROW_HITS])[facet] if facet in self.value_cols and rows else []
+        listed = "".join(f'<li data-row="{r}"><span class="meta">row {r}</span> {esc(str(v or "")[:MAP_VALUE_CHARS])}</li>'
+                         for r, v in zip(rows, values))
+        return (f'<div class="clio-lasso" data-rows="{len(rows)}"><b>{len(rows):,} rows selected on the map</b>, in '
+                f"{len(found)} base cluster(s)<ol>{nodes}</ol><b>Rows</b><ol>{listed}</ol></div>")
 
     def map_sample(self, facet: str) -> np.ndarray:
         """Rows the map draws: originals with a point, at most MAP_POINTS, spread over the top-level clusters."""
@@ -469,12 +495,13 @@ class MapView(ResultData):
         how = "all points" if drawn == total else f"a seeded sample of {drawn:,} of {total:,} points, stratified by cluster"
         return (f'<div class="meta" data-drawn="{drawn}" data-total="{total}">Topic map of {esc(facet)}: {how}; '
                 "large circles are the top-level clusters (all rows). Click a point or a circle to open it in the "
-                "tree.</div>")
+                "tree; draw a lasso around points to list their rows.</div>")
 
-    def scatter(self, facet: str, colour: str = TOP_COLOUR) -> go.Figure:
+    def scatter(self, facet: str, colour: str = TOP_COLOUR, selected: int | None = None) -> go.Figure:
+        """The map; with a `selected` node, its rows' points drawn as usual and every other point dimmed."""
         fig = go.Figure()
         fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=520, xaxis=dict(visible=False),
-                          yaxis=dict(visible=False), hovermode="closest",
+                          yaxis=dict(visible=False), hovermode="closest", dragmode="lasso",
                           legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.01))
         if facet not in self.xy:
             return fig
@@ -483,19 +510,26 @@ class MapView(ResultData):
         top_of = self.top_of(facet)
         values = self.rows.select_columns([facet]).select(rows.tolist())[facet] if facet in self.value_cols else [""] * len(rows)
         custom = [[int(labels[r]), esc(f"{nodes[top_of[int(labels[r])]].name} › {nodes[int(labels[r])].name}"),
-                   esc(str(v or "")[:MAP_VALUE_CHARS])] for r, v in zip(rows, values)]
+                   esc(str(v or "")[:MAP_VALUE_CHARS]), int(r)] for r, v in zip(rows, values)]
         hover = "<b>%{customdata[1]}</b><br>%{customdata[2]}<extra></extra>"
+        shown = self.node(facet, selected)
+        opacity = (np.where(self.rows_under(facet, shown.id)[rows], 0.85, DIMMED) if shown
+                   else np.full(len(rows), 0.75))
         kind = colour.split(": ", 1)
         if kind[0] == "Score" and kind[1] in self.numeric_values:
             score = self.numeric_values[kind[1]][rows]
             fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers", customdata=custom,
                                        marker=dict(size=5, color=score, colorscale="Viridis", showscale=True,
-                                                   colorbar=dict(title=esc(kind[1]))),
+                                                   opacity=opacity.tolist(), colorbar=dict(title=esc(kind[1]))),
                                        name=esc(kind[1]), hovertemplate=hover))
         else:
             if kind[0] == "Group":
                 source = self.group_values if self.group_values is not None else self.rows[self.group_column]
                 category = np.array(["(none)" if source[r] is None else str(source[r]) for r in rows], dtype=object)
+            elif colour.startswith(LEVEL_COLOUR):
+                level = int(colour[len(LEVEL_COLOUR):])
+                at = {b: self.ancestor(facet, b, level) for b in {int(labels[r]) for r in rows}}
+                category = np.array([nodes[at[int(labels[r])]].name for r in rows], dtype=object)
             else:
                 category = np.array([nodes[top_of[int(labels[r])]].name for r in rows], dtype=object)
             names, counts = np.unique(category, return_counts=True)
@@ -504,7 +538,7 @@ class MapView(ResultData):
                 fig.add_trace(go.Scattergl(
                     x=xy[rows[idx], 0], y=xy[rows[idx], 1], mode="markers", name=esc(name[:60]),
                     customdata=[custom[i] for i in idx], hovertemplate=hover,
-                    marker=dict(size=5, opacity=0.75, color=PALETTE[k % len(PALETTE)])))
+                    marker=dict(size=5, opacity=opacity[idx].tolist(), color=PALETTE[k % len(PALETTE)])))
         tops = self.tops[facet]
         finite, row_tops = np.isfinite(xy).all(axis=1), self.row_tops(facet)
         tops = [t for t in tops if (finite & (row_tops == t)).any()]
@@ -782,7 +816,7 @@ CSS = """
 .clio-detail dd { margin: 0; }
 .clio-detail .turn { white-space: pre-wrap; margin: 4px 0; }
 .clio-hits ol { margin: .3em 0; }
-.clio-row-hits ol { margin: .3em 0; }
+.clio-row-hits ol, .clio-lasso ol { margin: .3em 0; }
 .clio-row-hits .sm { font-size: .85em; color: var(--body-text-color-subdued); }
 .clio-rows table { border-collapse: collapse; width: 100%; font-size: .9em; }
 .clio-rows th, .clio-rows td { border-bottom: 1px solid var(--border-color-primary); padding: 3px 6px; text-align: left;
@@ -851,11 +885,18 @@ const onClick = (ev) => {
   const node = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
   trigger('select', {node: Number(node)});
 };
+// A box or lasso selection (the map's drag mode is lasso) lists the rows it caught: customdata[3] is a point's row.
+const onSelected = (ev) => {
+  const rows = ((ev && ev.points) || []).map((p) => Array.isArray(p.customdata) ? p.customdata[3] : null)
+    .filter((r) => Number.isInteger(r));
+  if (rows.length) trigger('select', {rows: rows});
+};
 const attach = () => {
   const gd = document.querySelector('#clio-map .js-plotly-plot');
   if (!gd || typeof gd.on !== 'function') return;
   if (gd._ev && gd._ev.listeners('plotly_click').includes(onClick)) return;
   gd.on('plotly_click', onClick);
+  gd.on('plotly_selected', onSelected);
   gd.dataset.clioHooked = '1';
 };
 new MutationObserver(attach).observe(document.body, {childList: true, subtree: true});
@@ -902,11 +943,20 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
         return table.page(facet, node, row_filter(language, group, score, low, high), page)
 
     def on_facet(facet: str, colour: str):
+        colour = colour if colour in view.colour_options(facet) else TOP_COLOUR
         return (view.tree_html(facet), view.detail_html(facet, None), view.treemap(facet), "", "",
-                view.scatter(facet, colour), view.map_caption(facet), None)
+                view.scatter(facet, colour), view.map_caption(facet), None,
+                gr.Dropdown(choices=view.colour_options(facet), value=colour))
 
-    def on_colour(facet: str, colour: str):
-        return view.scatter(facet, colour)
+    def on_colour(facet: str, colour: str, node):
+        return view.scatter(facet, colour, node)
+
+    def on_map(facet: str, evt: gr.EventData):
+        """A click on the map opens a node; a lasso lists the rows it caught (in the hits area)."""
+        rows = getattr(evt, "rows", None)
+        if rows:
+            return gr.skip(), gr.skip(), gr.skip(), view.selection_html(facet, rows)
+        return (*on_goto(facet, evt), gr.skip())
 
     def on_tree_select(facet: str, evt: gr.EventData):
         n = view.node(facet, getattr(evt, "node", None))
@@ -993,7 +1043,7 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
                 detail = gr.HTML(view.detail_html(default, None), js_on_load=GOTO_JS, css_template=CSS,
                                  elem_id="clio-detail", max_height=720)
         with gr.Row(equal_height=True):
-            colour = gr.Dropdown(view.colour_options(), value=TOP_COLOUR, label="Colour the map by", scale=1,
+            colour = gr.Dropdown(view.colour_options(default), value=TOP_COLOUR, label="Colour the map by", scale=1,
                                  elem_id="clio-colour")
             map_note = gr.HTML(view.map_caption(default) if default else "", js_on_load=MAP_JS, elem_id="clio-map-note",
                                scale=3)
@@ -1027,12 +1077,19 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
         private = {"api_visibility": "private"}  # UI plumbing; the API is nodes and search
         filters = [facet, selected, language, group, score, low, high]
         first_page = {"fn": rows_page, "inputs": filters, "outputs": [rows, page], **private}
-        facet.input(on_facet, [facet, colour], [tree, detail, plot, hits, query, scatter, map_note, selected], **private).then(**first_page)
-        colour.input(on_colour, [facet, colour], scatter, **private)
-        for source in (map_note, hits, detail, rows):
-            source.select(on_goto, facet, [tree, detail, selected], **private).then(**first_page)
-        tree.select(on_tree_select, facet, [detail, selected], **private).then(**first_page)
-        query.submit(on_search, [facet, query], [tree, detail, hits, selected], **private).then(**first_page)
+        highlight = {"fn": on_colour, "inputs": [facet, colour, selected], "outputs": scatter, **private}
+
+        def then_follow(event):  # a new selection: the row table's first page, and the map dims the other points
+            event.then(**first_page).then(**highlight)
+
+        then_follow(facet.input(on_facet, [facet, colour], [tree, detail, plot, hits, query, scatter, map_note, selected, colour],
+                                **private))
+        colour.input(on_colour, [facet, colour, selected], scatter, **private)
+        then_follow(map_note.select(on_map, facet, [tree, detail, selected, hits], **private))
+        for source in (hits, detail, rows):
+            then_follow(source.select(on_goto, facet, [tree, detail, selected], **private))
+        then_follow(tree.select(on_tree_select, facet, [detail, selected], **private))
+        then_follow(query.submit(on_search, [facet, query], [tree, detail, hits, selected], **private))
         for control in (language, group, score):
             control.change(**first_page)
         for box in (low, high):  # on Enter or leaving the box, not on every keystroke
@@ -1042,7 +1099,7 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
         following.click(lambda *a: rows_page(*a[:-1], page=(a[-1] or 0) + 1), [*filters, page], [rows, page], **private)
         if allow_export:
             export.click(on_export, [facet, selected], exported, **private)
-        demo.load(on_load, None, [facet, tree, detail, plot, scatter, map_note, selected], **private).then(**first_page)
+        then_follow(demo.load(on_load, None, [facet, tree, detail, plot, scatter, map_note, selected], **private))
         gr.api(nodes, api_name="nodes")
         gr.api(search, api_name="search")
     return demo

@@ -449,6 +449,10 @@ def test_topic_map_hover_and_click_open_clusters_in_the_tree(page, fx):
     page.wait_for_selector(".clio-detail h3 >> text=Everyday questions and advice")
     assert "sel" in row(page, "Everyday questions and advice").get_attribute("class")
     assert page.url.endswith(f"?facet=request&node={circle['node']}")
+    # the selection redraws the map with the other clusters dimmed; hovering waits for that redraw
+    page.wait_for_function("() => document.querySelector('#clio-map .js-plotly-plot')._fullData"
+                           ".some((t) => Array.isArray(t.marker.opacity) && t.marker.opacity.some((o) => o < 0.5))")
+    wait_for_map(page)
 
     page.locator("#clio-map").scroll_into_view_if_needed()  # the opened detail pane moves the map down
     point = page.evaluate(MAP_POINTS_JS).get("point")
@@ -459,6 +463,60 @@ def test_topic_map_hover_and_click_open_clusters_in_the_tree(page, fx):
     page.wait_for_selector(f'.clio-detail[data-node="{point["node"]}"]')  # the point's base cluster
     assert node_row(page, point["node"]).is_visible()  # its path in the tree is open
     assert "sel" in node_row(page, point["node"]).get_attribute("class")
+
+
+def map_opacity(page) -> dict[int, float]:
+    """Each drawn row's marker opacity, by row (customdata[3])."""
+    return {int(k): v for k, v in page.evaluate("""() => {
+      const gd = document.querySelector('#clio-map .js-plotly-plot'), out = {};
+      gd._fullData.filter((t) => t.name !== 'clusters').forEach((t) => t.customdata.forEach((c, i) => {
+        out[c[3]] = Array.isArray(t.marker.opacity) ? t.marker.opacity[i] : t.marker.opacity; }));
+      return out; }""").items()}
+
+
+def test_selecting_a_node_dims_the_rest_of_the_map_and_a_lasso_lists_rows(page, view, fx):
+    """Issue 21: tree and map linked. A selected node's points keep their colour, the others are dimmed (not hidden);
+    a lasso drawn with the mouse around one cluster's points lists those rows and their cluster."""
+    node = fx.ids["request"][SKEWED_NODE]
+    open_app(page, f"?facet=request&node={node}")
+    page.wait_for_selector(f'.clio-detail[data-node="{node}"]')
+    wait_for_map(page)
+    under = set(np.flatnonzero(view.rows_under("request", node)).tolist())
+    page.wait_for_function("() => document.querySelector('#clio-map .js-plotly-plot')._fullData"
+                           ".some((t) => Array.isArray(t.marker.opacity) && t.marker.opacity.some((o) => o < 0.5))")
+    opacity = map_opacity(page)
+    assert set(opacity) == set(view.map_sample("request").tolist())  # every drawn point is still there
+    assert {r for r, o in opacity.items() if o > 0.5} == under & set(opacity) and len(under & set(opacity)) < len(opacity)
+
+    page.locator("#clio-map").scroll_into_view_if_needed()
+    points = page.evaluate(MAP_POINTS_JS.replace("node: t.customdata[i][0]})", "node: t.customdata[i][0], row: t.customdata[i][3]})")
+                           .replace("return out;", "out.points = points; return out;"))["points"]
+    by_node: dict[int, list] = {}
+    for p in points:
+        by_node.setdefault(p["node"], []).append(p)
+    target, members = max(by_node.items(), key=lambda kv: len(kv[1]))
+    xs, ys = [p["xy"][0] for p in members], [p["xy"][1] for p in members]
+    box = (min(xs) - 6, min(ys) - 6, max(xs) + 6, max(ys) + 6)
+    inside = {p["row"] for p in points if box[0] <= p["xy"][0] <= box[2] and box[1] <= p["xy"][1] <= box[3]}
+    page.mouse.move(box[0], box[1])
+    page.mouse.down()
+    for x, y in ((box[2], box[1]), (box[2], box[3]), (box[0], box[3]), (box[0], box[1] + 1)):
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+    page.wait_for_selector("#clio-hits .clio-lasso")
+    lasso = page.locator("#clio-hits .clio-lasso")
+    assert int(lasso.get_attribute("data-rows")) == len(inside) >= len(members)
+    assert lasso.locator(f'a[data-goto="{target}"]').count() == 1
+    assert "rows selected on the map" in lasso.inner_text()
+
+
+def test_the_map_colours_by_any_tree_level(app, view, fx):
+    options = view.colour_options("request")
+    levels = sorted({n.level for n in view.trees["request"].values()})
+    assert options[: len(levels)] == ["Top-level cluster", *[f"Tree level {lv}" for lv in sorted(levels, reverse=True)[1:]]]
+    fig = view.scatter("request", "Tree level 0")  # base clusters
+    drawn = {int(view.clusters["request"][r]) for r in view.map_sample("request")}
+    assert {t.name for t in fig.data} - {"clusters"} == {app.esc(view.trees["request"][b].name[:60]) for b in drawn}
 
 
 def test_detail_panel_shows_the_group_mix_in_the_browser(page, fx):
