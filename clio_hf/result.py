@@ -214,6 +214,111 @@ class ClioResult:
         clusters = self.data.with_format("arrow")[column].fill_null(-1).to_numpy()  # honours an indices mapping
         return rows_under(clusters, children(parents), node_ids)
 
+    # ---- figures for a notebook: the Space's drawings (clio_hf.figures), as plotly figures ----
+    def visualize_tree(self, facet: str | None = None):
+        """The facet's tree as a treemap sized by rows (the Space's overview). Default facet: the first with a tree."""
+        from .figures import treemap
+
+        nodes = self._nodes(facet)
+        return treemap([n["node_id"] for n in nodes], [n["parent_id"] for n in nodes], [n["name"] for n in nodes],
+                       [n["size"] for n in nodes], [n["summary"] for n in nodes])
+
+    def visualize_map(self, facet: str | None = None, *, color_by: str = "top", max_points: int = 6000, seed: int = 0):
+        """The facet's topic map (the Space's drawing), at most `max_points` original rows (a seeded sample).
+
+        `color_by`: "top" (top-level cluster), "level N" (the ancestor at tree level N; 0 = base cluster), or a row
+        column: numbers get a colour scale, anything else one colour per value.
+        """
+        from .figures import circle_sizes, esc, topic_map
+        from .tree_rows import children, rows_under
+
+        nodes = {n["node_id"]: n for n in self._nodes(facet)}
+        facet = next(iter(nodes.values()))["facet"]
+        prefix = self.info.get("column_prefix", "")
+        columns = [f"{prefix}{facet}_x", f"{prefix}{facet}_y", f"{prefix}{facet}_cluster"]
+        missing = [c for c in columns if c not in self.data.column_names]
+        if missing:
+            raise ValueError(f"visualize_map: the rows have no {missing} (a run with ProjectionConfig(method='none'), or "
+                             "a push without map positions).")
+        table = self.data.with_format("arrow")
+        x, y = (table[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in columns[:2])
+        labels = table[columns[2]].fill_null(-1).to_numpy()
+        original = (table[prefix + "duplicate_of"].fill_null(-1).to_numpy() < 0 if prefix + "duplicate_of" in self.data.column_names
+                    else np.ones(len(labels), bool))
+        rows = np.flatnonzero(original & np.isfinite(x) & np.isfinite(y) & np.isin(labels, list(nodes)))
+        if len(rows) > max_points:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, size=max_points, replace=False))
+
+        def path(node_id: int) -> list[int]:
+            out = [node_id]
+            while nodes[out[-1]]["parent_id"] is not None:
+                out.append(nodes[out[-1]]["parent_id"])
+            return out[::-1]
+
+        paths = {b: path(b) for b in set(labels[rows].tolist())}
+        values = self.data.select(rows.tolist())[prefix + facet] if prefix + facet in self.data.column_names else [""] * len(rows)
+        top_and_base = {b: " › ".join(nodes[q]["name"] for q in dict.fromkeys([p[0], p[-1]])) for b, p in paths.items()}
+        custom = [[int(labels[r]), esc(top_and_base[int(labels[r])]), esc(str(v or "")[:140]), int(r)]
+                  for r, v in zip(rows, values)]
+        category = score = None
+        if color_by == "top":
+            category = np.array([nodes[paths[int(labels[r])][0]]["name"] for r in rows], dtype=object)
+        elif color_by.startswith("level "):
+            level = int(color_by.split()[1])
+            at = {b: next((q for q in p if nodes[q]["level"] <= level), p[-1]) for b, p in paths.items()}
+            category = np.array([nodes[at[int(labels[r])]]["name"] for r in rows], dtype=object)
+        elif color_by in self.data.column_names:
+            picked = self.data.select(rows.tolist())[color_by]
+            if all(v is None or isinstance(v, (int, float)) for v in picked):
+                score = np.array([np.nan if v is None else v for v in picked], dtype=float)
+            else:
+                category = np.array(["(none)" if v is None else str(v) for v in picked], dtype=object)
+        else:
+            raise ValueError(f"color_by={color_by!r}: use 'top', 'level N' or a row column ({self.data.column_names}).")
+        tops = [i for i, n in nodes.items() if n["parent_id"] is None]
+        kids = children({i: n["parent_id"] for i, n in nodes.items()})
+        circles, all_xy = [], np.column_stack([x, y])
+        for t in sorted(tops, key=lambda t: -nodes[t]["size"]):
+            under = rows_under(labels, kids, [t]) & np.isfinite(x) & np.isfinite(y)
+            if under.any():
+                centre = np.median(all_xy[under], axis=0)
+                circles.append((centre[0], centre[1], t, nodes[t]["name"], nodes[t]["size"]))
+        sizes = circle_sizes([c[4] for c in circles])
+        return topic_map(all_xy[rows], custom, category=category, score=score, score_name=color_by,
+                         circles=[(*c, px) for c, px in zip(circles, sizes)])
+
+    def visualize_trends(self, facet: str | None = None, *, top: int = 8, min_count: int = 5):
+        """The `top` nodes of `clio_hf.trends` (most significant change first), each node's share of every period."""
+        from .figures import trends_chart
+        from .trends import NO_TIME, trends
+
+        nodes = {n["node_id"]: n for n in self._nodes(facet)}
+        facet = next(iter(nodes.values()))["facet"]
+        tested = trends(self.hierarchy, facets=[facet], min_count=min_count)[:top]
+        whole: dict[str, int] = {}
+        for n in nodes.values():
+            if n["parent_id"] is None:
+                for item in n["time_counts"]:
+                    whole[item["period"]] = whole.get(item["period"], 0) + item["count"]
+        periods = sorted(p for p in whole if p != NO_TIME)
+        shares = {}
+        for row in tested:
+            counts = {item["period"]: item["count"] for item in nodes[row["node_id"]]["time_counts"]}
+            shares[f'{row["name"]} (q {row["q_value"]:.2g})'] = [counts.get(p, 0) / whole[p] for p in periods]
+        return trends_chart(periods, shares, period=self.info.get("time_period") or "period")
+
+    def _nodes(self, facet: str | None) -> list[dict]:
+        """One facet's hierarchy rows (default: the first facet with a tree)."""
+        from .facets import column_name
+
+        facets = list(dict.fromkeys(self.hierarchy["facet"]))
+        if not facets:
+            raise ValueError("This result has no hierarchy to draw.")
+        facet = column_name(facet) if facet else facets[0]
+        if facet not in facets:
+            raise ValueError(f"No tree for facet {facet!r}; this result has {facets}.")
+        return [n for n in self.hierarchy.to_list() if n["facet"] == facet]
+
     def push_to_hub(
         self, repo_id: str, *, private: bool = True, token: str | None = None, commit_message: str | None = None,
         include_text: bool = False, aggregates_only: bool = False, sensitive_columns: Sequence[str] = (),

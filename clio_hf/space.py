@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 PACKAGED_APP_DIR = Path(__file__).resolve().parent / "_space_app"  # a wheel's copy (package data)
 SOURCE_APP_DIR = Path(__file__).resolve().parent.parent / "spaces_app"  # the checkout's copy
 APP_DIRS = (PACKAGED_APP_DIR, SOURCE_APP_DIR)
-APP_FILES = ("app.py", "requirements.txt", "tree_rows.py")  # tree_rows.py: a link to clio_hf/tree_rows.py
+APP_FILES = ("app.py", "requirements.txt", "tree_rows.py", "figures.py")  # the last two: links into clio_hf/
 CONFIG_FILE = "clio_space.json"
 _MODULE = "clio_hf_space_app"
 

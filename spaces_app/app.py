@@ -30,6 +30,7 @@ import pyarrow.compute as pc  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from datasets import load_dataset, load_dataset_builder  # noqa: E402
 
+import figures  # noqa: E402  (beside app.py too: the drawings ClioResult.visualize_* makes)
 import tree_rows  # noqa: E402
 
 SAMPLE_ROWS = 8
@@ -48,8 +49,6 @@ MAX_GROUPS = 12  # groups listed in the detail panel; the rest are summed as "ot
 TOP_COLOUR = "Top-level cluster"
 LEVEL_COLOUR = "Tree level "  # + the level: colour by each row's ancestor there (0: its base cluster)
 DIMMED = 0.12  # opacity of the points outside the selected node
-PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
-           "#bab0ac", "#1f77b4", "#2ca02c"]
 
 
 def esc(value: object) -> str:
@@ -430,18 +429,8 @@ class MapView(ResultData):
 
     def treemap(self, facet: str) -> go.Figure:
         nodes = list(self.trees.get(facet, {}).values())
-        fig = go.Figure(go.Treemap(
-            ids=[str(n.id) for n in nodes],
-            parents=["" if n.parent is None else str(n.parent) for n in nodes],
-            labels=[esc(n.name) for n in nodes],
-            values=[n.size for n in nodes],
-            customdata=[esc(n.summary[:200]) for n in nodes],
-            branchvalues="total",
-            maxdepth=3,
-            hovertemplate="<b>%{label}</b><br>%{value} rows<br>%{customdata}<extra></extra>",
-        ))
-        fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=460)
-        return fig
+        return figures.treemap([n.id for n in nodes], [n.parent for n in nodes], [n.name for n in nodes],
+                               [n.size for n in nodes], [n.summary for n in nodes])
 
     def colour_options(self, facet: str | None = None) -> list[str]:
         """Top-level cluster, each lower tree level of `facet` (down to the base clusters), the group, each score."""
@@ -499,57 +488,36 @@ class MapView(ResultData):
 
     def scatter(self, facet: str, colour: str = TOP_COLOUR, selected: int | None = None) -> go.Figure:
         """The map; with a `selected` node, its rows' points drawn as usual and every other point dimmed."""
-        fig = go.Figure()
-        fig.update_layout(margin=dict(t=10, l=0, r=0, b=0), height=520, xaxis=dict(visible=False),
-                          yaxis=dict(visible=False), hovermode="closest", dragmode="lasso",
-                          legend=dict(itemsizing="constant", orientation="h", yanchor="top", y=-0.01))
         if facet not in self.xy:
-            return fig
+            return figures.topic_map(np.zeros((0, 2)), [])
         nodes, xy, labels = self.trees[facet], self.xy[facet], self.clusters[facet]
         rows = self.map_sample(facet)
         top_of = self.top_of(facet)
         values = self.rows.select_columns([facet]).select(rows.tolist())[facet] if facet in self.value_cols else [""] * len(rows)
         custom = [[int(labels[r]), esc(f"{nodes[top_of[int(labels[r])]].name} › {nodes[int(labels[r])].name}"),
                    esc(str(v or "")[:MAP_VALUE_CHARS]), int(r)] for r, v in zip(rows, values)]
-        hover = "<b>%{customdata[1]}</b><br>%{customdata[2]}<extra></extra>"
         shown = self.node(facet, selected)
-        opacity = (np.where(self.rows_under(facet, shown.id)[rows], 0.85, DIMMED) if shown
-                   else np.full(len(rows), 0.75))
+        opacity = np.where(self.rows_under(facet, shown.id)[rows], 0.85, DIMMED) if shown else None
         kind = colour.split(": ", 1)
+        score = category = None
         if kind[0] == "Score" and kind[1] in self.numeric_values:
             score = self.numeric_values[kind[1]][rows]
-            fig.add_trace(go.Scattergl(x=xy[rows, 0], y=xy[rows, 1], mode="markers", customdata=custom,
-                                       marker=dict(size=5, color=score, colorscale="Viridis", showscale=True,
-                                                   opacity=opacity.tolist(), colorbar=dict(title=esc(kind[1]))),
-                                       name=esc(kind[1]), hovertemplate=hover))
+        elif kind[0] == "Group":
+            source = self.group_values if self.group_values is not None else self.rows[self.group_column]
+            category = np.array(["(none)" if source[r] is None else str(source[r]) for r in rows], dtype=object)
+        elif colour.startswith(LEVEL_COLOUR):
+            level = int(colour[len(LEVEL_COLOUR):])
+            at = {b: self.ancestor(facet, b, level) for b in {int(labels[r]) for r in rows}}
+            category = np.array([nodes[at[int(labels[r])]].name for r in rows], dtype=object)
         else:
-            if kind[0] == "Group":
-                source = self.group_values if self.group_values is not None else self.rows[self.group_column]
-                category = np.array(["(none)" if source[r] is None else str(source[r]) for r in rows], dtype=object)
-            elif colour.startswith(LEVEL_COLOUR):
-                level = int(colour[len(LEVEL_COLOUR):])
-                at = {b: self.ancestor(facet, b, level) for b in {int(labels[r]) for r in rows}}
-                category = np.array([nodes[at[int(labels[r])]].name for r in rows], dtype=object)
-            else:
-                category = np.array([nodes[top_of[int(labels[r])]].name for r in rows], dtype=object)
-            names, counts = np.unique(category, return_counts=True)
-            for k, name in enumerate(names[np.argsort(-counts, kind="stable")]):
-                idx = np.flatnonzero(category == name)
-                fig.add_trace(go.Scattergl(
-                    x=xy[rows[idx], 0], y=xy[rows[idx], 1], mode="markers", name=esc(name[:60]),
-                    customdata=[custom[i] for i in idx], hovertemplate=hover,
-                    marker=dict(size=5, opacity=opacity[idx].tolist(), color=PALETTE[k % len(PALETTE)])))
-        tops = self.tops[facet]
+            category = np.array([nodes[top_of[int(labels[r])]].name for r in rows], dtype=object)
         finite, row_tops = np.isfinite(xy).all(axis=1), self.row_tops(facet)
-        tops = [t for t in tops if (finite & (row_tops == t)).any()]
+        tops = [t for t in self.tops[facet] if (finite & (row_tops == t)).any()]
         centres = [np.median(xy[finite & (row_tops == t)], axis=0) for t in tops]
-        fig.add_trace(go.Scatter(
-            x=[c[0] for c in centres], y=[c[1] for c in centres], mode="markers+text", name="clusters",
-            text=[esc(nodes[t].name[:40]) for t in tops], textposition="top center",
-            customdata=[[t, esc(nodes[t].name), f"{nodes[t].size:,} rows"] for t in tops], hovertemplate=hover,
-            marker=dict(size=[14 + 30 * (nodes[t].size / max(nodes[tops[0]].size, 1)) ** 0.5 for t in tops],
-                        color="rgba(0,0,0,0.08)", line=dict(width=2, color="#333")), showlegend=False))
-        return fig
+        sizes = figures.circle_sizes([nodes[t].size for t in tops])
+        circles = [(c[0], c[1], t, nodes[t].name, nodes[t].size, px) for c, t, px in zip(centres, tops, sizes)]
+        return figures.topic_map(xy[rows], custom, category=category, score=score, score_name=kind[-1],
+                                 opacity=opacity, circles=circles)
 
 
 class ClioView(TreeView, DetailView, NodeSearch, MapView):

@@ -429,3 +429,31 @@ def test_select_node_and_drop_nodes_return_the_rows_under_a_subtree(saved, tmp_p
                  "--out", str(tmp_path / "rest.jsonl")]) == 0
     assert datasets.Dataset.from_json(str(tmp_path / "rest.jsonl"))["request_cluster"] == kept["request_cluster"]
     assert main(["export", str(saved), "--facet", "request", "--node", "7", "--out", str(tmp_path / "x.csv")]) == 2
+
+
+def test_notebook_figures_are_the_spaces_drawings(saved):
+    """visualize_tree / visualize_map draw with clio_hf.figures, the module the Space uses (a link in spaces_app/)."""
+    import plotly.graph_objects as go
+
+    from clio_hf.result import ClioResult
+
+    result = ClioResult.load(saved)
+    tree = result.visualize_tree()
+    assert isinstance(tree, go.Figure) and list(tree.data[0].ids) == [str(i) for i in result.hierarchy["node_id"]]
+    assert "Explain &lt;SQL&gt; joins" in tree.data[0].labels  # LLM-written names are escaped, as in the Space
+    xy = np.random.default_rng(1).standard_normal((len(result.data), 2))
+    with pytest.raises(ValueError, match="request_x"):
+        result.visualize_map()
+    result.data = result.data.add_column("request_x", xy[:, 0].tolist()).add_column("request_y", xy[:, 1].tolist())
+    by_top = result.visualize_map()
+    points = [c for t in by_top.data if t.name != "clusters" for c in t.customdata]
+    assert sorted(c[3] for c in points) == list(range(len(result.data) - 1))  # every original row, each once
+    assert {t.name for t in by_top.data} == {"Programming help", "Everyday writing &amp; life", "clusters"}
+    by_base = result.visualize_map(color_by="level 0")
+    assert {t.name for t in by_base.data} - {"clusters"} == {"Debug Python code", "Write | edit\nemails",
+                                                          "Explain &lt;SQL&gt; joins", "Plan trips"}
+    assert by_base.layout.dragmode == "lasso" and result.visualize_map(color_by="concerning").data[0].marker.showscale
+    with pytest.raises(ValueError, match="no time_counts"):
+        result.visualize_trends()
+    with pytest.raises(ValueError, match="No tree for facet 'task'"):
+        result.visualize_tree("task")

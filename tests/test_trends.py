@@ -102,6 +102,9 @@ def test_annotate_with_a_time_column_counts_periods_and_keeps_the_times_local(tm
     assert "when" not in public.data.column_names and "when" in public.info["published"]["left_out_columns"]
     assert "time_counts" in public.hierarchy.column_names  # per-node counts are aggregates
     assert "when" in result.for_publishing(include_text=True).data.column_names
+    chart = result.visualize_trends(top=3, min_count=1)  # the notebook's drawing: each node's share of every week
+    weeks = sorted({c["period"] for n in tops for c in n["time_counts"]} - {"(none)"})
+    assert 0 < len(chart.data) <= 3 and list(chart.data[0].x) == weeks and all(0 <= v <= 1 for v in chart.data[0].y)
     result.save_to_disk(tmp_path / "out")
     from clio_hf.cli import main
 
