@@ -22,6 +22,7 @@ E2E_ROWS = 40
 # and the 135M model keeps the suite inside CI's budget (the default's quality is scripts/eval_quality.py's job).
 TEST_LLM = "smollm2-135m"
 E2E_DUPLICATES = [3, 7, 3]  # rows appended again at the end, so dedup is exercised on real data
+TIME_COLUMN = "created_at"
 PACKAGE = Path(__file__).parent.parent / "clio_hf"
 
 
@@ -53,13 +54,16 @@ def sharegpt_source():
     from clio_hf.sources import load_source
 
     rows = load_source("sharegpt", limit=E2E_ROWS)
-    return datasets.concatenate_datasets([rows, rows.select(E2E_DUPLICATES)])
+    rows = datasets.concatenate_datasets([rows, rows.select(E2E_DUPLICATES)])
+    # a time column (ShareGPT has none): rows spread over 8 weeks, so the time features run on the real result
+    return rows.add_column(TIME_COLUMN, [f"2026-10-{1 + (i * 37) % 28:02d}T{(i * 7) % 24:02d}:00:00Z" if i % 2 else
+                                         f"2026-11-{1 + (i * 11) % 28:02d}T{(i * 5) % 24:02d}:30:00Z" for i in range(len(rows))])
 
 
 @pytest.fixture(scope="session")
 def real_result_dir(sharegpt_source, tmp_path_factory) -> Path:
     """A folder holding `annotate`'s result with the packaged SmolLM2-135M and MiniLM on real ShareGPT rows, read from a
-    local JSON Lines file (so a push must not publish its path), with the main facets and one lens."""
+    local JSON Lines file (so a push must not publish its path), with the main facets, one lens and a time column."""
     import clio_hf
     from clio_hf.lenses import LEARNING_VALUE
 
@@ -75,7 +79,7 @@ def real_result_dir(sharegpt_source, tmp_path_factory) -> Path:
         local_source = tmp_path_factory.mktemp("local-source") / "sharegpt-rows.jsonl"
         sharegpt_source.to_json(local_source, lines=True)
         result = clio_hf.annotate(str(local_source), facets=[*clio_hf.MAIN_FACETS, LEARNING_VALUE], llm=TEST_LLM, config=config,
-                                  cache_dir=tmp_path_factory.mktemp("clio-cache"))
+                                  time_column=TIME_COLUMN, cache_dir=tmp_path_factory.mktemp("clio-cache"))
         staging = folder.with_name(folder.name + ".partial")
         result.save_to_disk(staging)
         shutil.rmtree(folder, ignore_errors=True)

@@ -475,9 +475,12 @@ def map_opacity(page) -> dict[int, float]:
 
 
 def test_selecting_a_node_dims_the_rest_of_the_map_and_a_lasso_lists_rows(page, view, fx):
+    map_follows_the_tree_and_a_lasso_lists_rows(page, view, fx.ids["request"][SKEWED_NODE])
+
+
+def map_follows_the_tree_and_a_lasso_lists_rows(page, view, node: int):
     """Issue 21: tree and map linked. A selected node's points keep their colour, the others are dimmed (not hidden);
     a lasso drawn with the mouse around one cluster's points lists those rows and their cluster."""
-    node = fx.ids["request"][SKEWED_NODE]
     open_app(page, f"?facet=request&node={node}")
     page.wait_for_selector(f'.clio-detail[data-node="{node}"]')
     wait_for_map(page)
@@ -774,6 +777,19 @@ def test_real_result_rows_search_by_meaning_filter_page_and_export(real_page, se
     download.value.save_as(saved)
     got = datasets.Dataset.from_parquet(str(saved))
     assert got.to_list() == result.select_node("request", top["node_id"]).to_list() and len(got) == top["size"]
+
+
+def test_real_result_map_follows_the_tree_lasso_and_time_chart(app, real_page, served_real_dir, real_tree):
+    """Issue 21 on the real result: dimming, a real lasso, and the detail panel's chart of each day's share."""
+    view = app.ClioView(str(served_real_dir), show_withheld=True)
+    top = real_tree["tops"][0]
+    map_follows_the_tree_and_a_lasso_lists_rows(real_page, view, top)
+    days = sorted({c["period"] for t in real_tree["tops"] for c in real_tree["nodes"][t]["time_counts"]} - {"(none)"})
+    assert view.run["time_column"] == "created_at" and view.run["time_period"] == "day" and len(days) > 10
+    bars = real_page.locator(".clio-detail .clio-time .tbar")
+    assert bars.count() == len(days) and bars.first.get_attribute("data-period") == days[0]
+    mine = {c["period"]: c["count"] for c in real_tree["nodes"][top]["time_counts"]}
+    assert f'{days[0]}: {mine.get(days[0], 0):,} of' in bars.first.get_attribute("title")
 
 
 # ---- the app in a clean virtualenv with only spaces_app/requirements.txt ------------------------------------------
