@@ -46,6 +46,7 @@ NOVELTY_QUANTILE = 0.95
 MIN_OWN_RADIUS = 5
 """Clusters with fewer rows than this use the radius of all clusters' rows pooled (too few distances to rank)."""
 CENTROID, NOVELTY_RADIUS = "centroid", "novelty_radius"
+SIZE_BEFORE = "size_before"  # a node's size before the last assigned batch
 
 
 def assign(
@@ -115,6 +116,12 @@ def assign(
                   desc="Row numbers")  # duplicates point into the combined table
     data = datasets.concatenate_datasets([result.data, new.select_columns(result.data.column_names).cast(result.data.features)])
     hierarchy = refresh_tree(result.hierarchy, data, facets, config=config, info=info)
+    # each node's size before this batch: what the Space's "what changed" view and `clio-hf diff` start from
+    before = {(f, n): s for f, n, s in zip(result.hierarchy["facet"], result.hierarchy["node_id"], result.hierarchy["size"])}
+    if SIZE_BEFORE in hierarchy.column_names:
+        hierarchy = hierarchy.remove_columns(SIZE_BEFORE)
+    hierarchy = hierarchy.add_column(SIZE_BEFORE, [before.get((f, n)) for f, n in zip(hierarchy["facet"], hierarchy["node_id"])],
+                                     feature=datasets.Value("int64"))
     lineage = list(info.get("lineage") or [{"run": "annotate", "rows": old_rows, "created_at": info.get("created_at")}])
     lineage.append({"run": "assign", "rows": len(new), "novel": novel, "source": _describe(new_rows)})
     rows = dict(info.get("rows") or {}, input=len(data), data=len(data), hierarchy=len(hierarchy))

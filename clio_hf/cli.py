@@ -126,6 +126,14 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--top", type=int, default=15, help="rows to print")
     compare.add_argument("--csv", help="also write every tested node to this CSV file")
 
+    diff = commands.add_parser("diff", help="what changed between two results of the same tree (say, before and after assign)")
+    diff.add_argument("old", help="the earlier result (folder or Hub repo id)")
+    diff.add_argument("new", help="the later result")
+    diff.add_argument("--facet", help="only this clustered facet")
+    diff.add_argument("--min-count", type=int, default=5, help="skip nodes with fewer rows in the two samples")
+    diff.add_argument("--top", type=int, default=15, help="rows to print")
+    diff.add_argument("--csv", help="also write every node to this CSV file")
+
     trends = commands.add_parser("trends", help="nodes whose share grew or shrank most from the first period to the last")
     trends.add_argument("dataset", help="result folder or Hub repo id (annotated with --time-column)")
     trends.add_argument("--facet", help="only this clustered facet")
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         commands = {"annotate": _annotate, "push": _push, "view": _view, "deploy-space": _deploy, "summary": _summary, "compare": _compare,
-                    "assign": _assign, "export": _export, "trends": _trends}
+                    "assign": _assign, "export": _export, "trends": _trends, "diff": _diff}
         return commands[args.command](args)
     except KeyboardInterrupt:
         print(f"clio-hf {args.command}: interrupted; finished shards are cached, rerun the same command to resume.", file=sys.stderr)
@@ -434,6 +442,25 @@ def _compare(args) -> int:
           f"{recorded or args.group_column!r}; most significant first")
     print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "size", "group", "share_in_node",
                                           "share_overall", "log_odds", "test", "chi2", "dof", "p_value", "q_value", "cramers_v"]))
+    if args.csv:
+        _write_csv(rows, args.csv)
+    return 0
+
+
+def _diff(args) -> int:
+    from .diff import diff_results
+    from .result import ClioResult
+    from .summary import format_table
+
+    rows = diff_results(ClioResult.load(args.old), ClioResult.load(args.new), facets=[args.facet] if args.facet else None,
+                        min_count=args.min_count)
+    status = {s: sum(r["status"] == s for r in rows) for s in ("kept", "new", "vanished")}
+    tested = [r for r in rows if r["p_value"] is not None]
+    how = tested[0]["compared"] if tested else "nothing"
+    print(f"{status['kept']} nodes in both, {status['new']} new, {status['vanished']} vanished; {len(tested)} tested "
+          f"(the old rows against the new result's {how}); most significant first")
+    print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "status", "size_before", "size_after",
+                                          "share_before", "share_after", "change", "test", "p_value", "q_value"]))
     if args.csv:
         _write_csv(rows, args.csv)
     return 0

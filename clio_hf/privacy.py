@@ -285,7 +285,7 @@ def published_hierarchy(hierarchy: datasets.Dataset) -> datasets.Dataset:
 KEEP, GATED, TEXT = "keep", "gated", "text"
 HIERARCHY_COLUMNS = ("facet", "node_id", "level", "parent_id", "name", "summary", "name_source", "size", "group_counts",
                      NUM_USERS, PII, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE, "name_score", "keyphrases",
-                     "time_counts")
+                     "time_counts", "size_before")
 
 
 def row_column_rules(

@@ -107,6 +107,19 @@ def count_periods(hierarchy: datasets.Dataset, data: datasets.Dataset, *, time_c
     return hierarchy.add_column(C.TIME_COUNTS, column, feature=C.TIME_COUNTS_FEATURE), period
 
 
+def share_test(a: int, n1: int, c: int, n2: int) -> tuple[str, float]:
+    """(test, p value) for a node holding `a` of `n1` rows in one sample and `c` of `n2` in another: Pearson's
+    chi-square on the 2 x 2 table, or Fisher's exact test where an expected count is under 5."""
+    from scipy.stats import chi2_contingency, fisher_exact
+
+    table = np.array([[a, n1 - a], [c, n2 - c]])
+    if (table.sum(axis=0) > 0).all() and (table.sum(axis=1) > 0).all():
+        chi2 = chi2_contingency(table, correction=False)
+        if not (chi2.expected_freq < _MIN_EXPECTED).any():
+            return "chi2", float(chi2.pvalue)
+    return "fisher", float(fisher_exact(table).pvalue)
+
+
 def trends(hierarchy: datasets.Dataset, *, facets: Sequence[str] | None = None, min_count: int = 5) -> list[dict]:
     """Every node's share of the first period against its share of the last, most significant first.
 
@@ -118,7 +131,7 @@ def trends(hierarchy: datasets.Dataset, *, facets: Sequence[str] | None = None, 
     """
     if C.TIME_COUNTS not in hierarchy.column_names:
         raise ValueError("trends: this result has no time_counts; annotate with time_column= (CLI --time-column COL).")
-    from scipy.stats import chi2_contingency, false_discovery_control, fisher_exact
+    from scipy.stats import false_discovery_control
 
     nodes = hierarchy.to_list()
     rows = []
@@ -140,12 +153,7 @@ def trends(hierarchy: datasets.Dataset, *, facets: Sequence[str] | None = None, 
             a, c = counts.get(first, 0), counts.get(last, 0)
             if a + c < min_count:
                 continue
-            table = np.array([[a, whole[first] - a], [c, whole[last] - c]])
-            chi2 = chi2_contingency(table, correction=False) if (table.sum(axis=0) > 0).all() else None
-            if chi2 is None or (chi2.expected_freq < _MIN_EXPECTED).any():
-                test, p_value = "fisher", float(fisher_exact(table).pvalue)
-            else:
-                test, p_value = "chi2", float(chi2.pvalue)
+            test, p_value = share_test(a, whole[first], c, whole[last])
             share_first, share_last = a / whole[first], c / whole[last]
             rows.append({"facet": facet, "node_id": n["node_id"], "level": n["level"], "name": n["name"], "size": n["size"],
                          "first": first, "last": last, "count_first": a, "count_last": c, "share_first": share_first,

@@ -76,6 +76,7 @@ class Node:
     score: float | None = None  # name_score; results before it have none
     keyphrases: list[str] = field(default_factory=list)  # top terms of its rows' values; results before them have none
     time_counts: dict[str, int] = field(default_factory=dict)  # rows per period, with a time column
+    size_before: int | None = None  # rows before the last batch `clio-hf assign` added
 
 
 def _run_info(dataset: str) -> dict:
@@ -139,7 +140,8 @@ class ResultData:
                 r.get("name_source") or "", int(r["size"]), means,
                 (r.get("withheld_by") or "gates") if r.get("published") is False else None,
                 score=r.get("name_score"), keyphrases=list(r.get("keyphrases") or []),
-                time_counts={t["period"]: int(t["count"]) for t in r.get("time_counts") or []})
+                time_counts={t["period"]: int(t["count"]) for t in r.get("time_counts") or []},
+                size_before=r.get("size_before"))
         self.tops: dict[str, list[int]] = {}
         for facet, nodes in self.trees.items():
             for n in nodes.values():
@@ -520,7 +522,38 @@ class MapView(ResultData):
                                  opacity=opacity, circles=circles)
 
 
-class ClioView(TreeView, DetailView, NodeSearch, MapView):
+class ChangesView(ResultData):
+    """What the last batch `clio-hf assign` added changed: each node's share of the new rows against its share before
+    (from the hierarchy's `size_before`)."""
+
+    def changes(self, facet: str) -> tuple[int, int, list[tuple[Node, float, float]]]:
+        """(rows before, rows added, [(node, share before, share of the added rows)] largest shift first)."""
+        nodes = self.trees.get(facet, {})
+        if not nodes or any(n.size_before is None for n in nodes.values()):
+            return 0, 0, []
+        before = sum(nodes[t].size_before for t in self.tops[facet])
+        added = sum(nodes[t].size for t in self.tops[facet]) - before
+        if before <= 0 or added <= 0:
+            return before, added, []
+        shifts = [(n, n.size_before / before, (n.size - n.size_before) / added) for n in nodes.values()]
+        return before, added, sorted(shifts, key=lambda s: (-abs(s[2] - s[1]), s[0].id))
+
+    def changes_html(self, facet: str, top: int = 10) -> str:
+        before, added, shifts = self.changes(facet)
+        if not shifts:
+            return ""
+        items = "".join(
+            f'<li data-node="{n.id}"><a href="#" data-goto="{n.id}">'
+            + " › ".join(esc(self.trees[facet][p].name) for p in self.path(facet, n.id))
+            + f'</a> <span class="meta">{was:.1%} of the rows before → {now:.1%} of the new ones '
+              f'({(now - was) * 100:+.1f} points; {n.size_before:,} → {n.size:,} rows)</span></li>'
+            for n, was, now in shifts[:top])
+        return (f'<div class="clio-changes" data-added="{added}"><b>What changed</b> <span class="meta">the last batch\'s '
+                f"{added:,} rows against the {before:,} before it; largest shifts first (clio-hf diff tests them)</span>"
+                f"<ol>{items}</ol></div>")
+
+
+class ClioView(TreeView, DetailView, NodeSearch, MapView, ChangesView):
     """The whole viewer over one loaded result: each renderer is a class of its own over `ResultData`, usable alone
     (`TreeView(dataset)` loads the result and draws trees only). Every LLM-written string goes through `esc`."""
 
@@ -784,7 +817,7 @@ CSS = """
 .clio-detail dd { margin: 0; }
 .clio-detail .turn { white-space: pre-wrap; margin: 4px 0; }
 .clio-hits ol { margin: .3em 0; }
-.clio-row-hits ol, .clio-lasso ol { margin: .3em 0; }
+.clio-row-hits ol, .clio-lasso ol, .clio-changes ol { margin: .3em 0; }
 .clio-row-hits .sm { font-size: .85em; color: var(--body-text-color-subdued); }
 .clio-rows table { border-collapse: collapse; width: 100%; font-size: .9em; }
 .clio-rows th, .clio-rows td { border-bottom: 1px solid var(--border-color-primary); padding: 3px 6px; text-align: left;
@@ -914,7 +947,7 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
         colour = colour if colour in view.colour_options(facet) else TOP_COLOUR
         return (view.tree_html(facet), view.detail_html(facet, None), view.treemap(facet), "", "",
                 view.scatter(facet, colour), view.map_caption(facet), None,
-                gr.Dropdown(choices=view.colour_options(facet), value=colour))
+                gr.Dropdown(choices=view.colour_options(facet), value=colour), view.changes_html(facet))
 
     def on_colour(facet: str, colour: str, node):
         return view.scatter(facet, colour, node)
@@ -1003,6 +1036,8 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
             gr.HTML(f'<div class="meta" id="clio-search-mode">Search by meaning is off ({esc(meaning)}): '
                     "cluster names and summaries, and rows holding every word.</div>")
         hits = gr.HTML("", js_on_load=GOTO_JS, css_template=CSS, elem_id="clio-hits")
+        changes = gr.HTML(view.changes_html(default) if default else "", js_on_load=GOTO_JS, css_template=CSS,
+                          elem_id="clio-changes")
         with gr.Row():
             with gr.Column(scale=3):
                 tree = gr.HTML(view.tree_html(default) if default else "", js_on_load=TREE_JS, css_template=CSS,
@@ -1050,11 +1085,11 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
         def then_follow(event):  # a new selection: the row table's first page, and the map dims the other points
             event.then(**first_page).then(**highlight)
 
-        then_follow(facet.input(on_facet, [facet, colour], [tree, detail, plot, hits, query, scatter, map_note, selected, colour],
-                                **private))
+        then_follow(facet.input(on_facet, [facet, colour], [tree, detail, plot, hits, query, scatter, map_note, selected, colour,
+                                                            changes], **private))
         colour.input(on_colour, [facet, colour, selected], scatter, **private)
         then_follow(map_note.select(on_map, facet, [tree, detail, selected, hits], **private))
-        for source in (hits, detail, rows):
+        for source in (hits, changes, detail, rows):
             then_follow(source.select(on_goto, facet, [tree, detail, selected], **private))
         then_follow(tree.select(on_tree_select, facet, [detail, selected], **private))
         then_follow(query.submit(on_search, [facet, query], [tree, detail, hits, selected], **private))

@@ -63,6 +63,7 @@ TREES: dict[str, dict[str, dict[str, list[str]]]] = {
 }
 LANGUAGES = ["English", "French", "German", "Spanish", "Basque", "Chinese"]
 MODELS = ["model-a", "model-b", "model-c"]
+NEW_BATCH = 60  # the fixture's last rows count as a batch `assign` added (the hierarchy's size_before)
 SKEWED_NODE = "Translation requests"  # model-c answers most of the rows under it; elsewhere the models are even
 
 
@@ -162,6 +163,8 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
                              group_counts=[{"group": g, "count": c} for g, c in groups.most_common()],
                              time_counts=[{"period": m, "count": c}
                                           for m, c in sorted(Counter(rows["month"][r] for r in n["rows"]).items())],
+                             # as if `clio-hf assign` had added the last NEW_BATCH rows
+                             size_before=sum(r < n_rows - NEW_BATCH for r in n["rows"]),
                              published=n["name"] not in unpublished))
         ids[facet] = {n["name"]: n["node_id"] for n in nodes}
         parents[facet] = {n["node_id"]: n.get("parent_id") for n in nodes}
@@ -201,6 +204,7 @@ def write_space_fixture(path: str | Path, *, n_rows: int = 300, seed: int = 0,
         "name_source": Value("string"), "size": Value("int64"), "concerning_mean": Value("float64"),
         "group_counts": List({"group": Value("string"), "count": Value("int64")}),
         "time_counts": List({"period": Value("string"), "count": Value("int64")}),
+        "size_before": Value("int64"),
         **({"published": Value("bool")} if unpublished else {}),
     })
     hcols = {k: [h[k] for h in hier] for k in hfeatures}

@@ -87,3 +87,28 @@ def test_assign_places_new_rows_keeps_the_tree_and_hides_novel_rows_on_a_push(ba
         assign(base, _rows(new_texts), llm=ScriptedLLM(), embedder="sentence-transformers:/elsewhere", cache_dir=tmp_path)
     with pytest.raises(ValueError, match="the new rows have the columns"):
         assign(base, datasets.Dataset.from_dict({"text": ["hi"]}), llm=ScriptedLLM(), cache_dir=tmp_path)
+
+
+def test_diff_says_what_changed_after_a_planted_batch(base, tmp_path, capsys):
+    """A batch of cooking questions only: `clio-hf diff` finds the cooking nodes grew, the others shrank, and that the
+    Space's "what changed" view has each node's size before the batch."""
+    from clio_hf.cli import main
+    from clio_hf.diff import diff_results
+
+    cooking = [f"{t} Please answer quickly, attempt {i}." for i in range(3) for t in TOPICS["cooking"]]
+    updated = assign(base, _rows(cooking, start=200), llm=ScriptedLLM(), cache_dir=tmp_path, text_column="text")
+    nodes = {n["node_id"]: n for n in updated.hierarchy}
+    assert [n["size_before"] for n in updated.hierarchy] == base.hierarchy["size"]  # what the Space's view starts from
+    rows = diff_results(base, updated, min_count=1)
+    assert {r["status"] for r in rows} == {"kept"} and len(rows) == len(base.hierarchy)
+    tested = [r for r in rows if r["p_value"] is not None]
+    assert tested and all(r["compared"] == "added rows" for r in tested)
+    landed = set(updated.data["request_cluster"][len(base.data):]) - {NOVEL}
+    assert landed and {r["node_id"] for r in rows if nodes[r["node_id"]]["level"] == 0 and r["size_after"] > r["size_before"]} == landed
+    grew = max(tested, key=lambda r: r["change"])
+    assert grew["change"] > 0.3 and grew["q_value"] < 0.01 and min(r["change"] for r in tested) < 0
+    updated.save_to_disk(tmp_path / "new")
+    base.save_to_disk(tmp_path / "old")
+    assert main(["diff", str(tmp_path / "old"), str(tmp_path / "new"), "--min-count", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{len(base.hierarchy)} nodes in both, 0 new, 0 vanished" in out and "added rows" in out

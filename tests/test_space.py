@@ -179,6 +179,29 @@ def test_detail_shows_the_share_of_each_period(view, fx):
     assert f"2026-03: {mine:,} of {whole:,} rows" in html and sum(node.time_counts.values()) == node.size
 
 
+def test_what_changed_lists_the_largest_shifts_since_the_last_batch(view, fx):
+    from space_fixture import NEW_BATCH
+
+    before, added, shifts = view.changes("request")
+    clustered = int((view.clusters["request"] >= 0).sum())
+    assert added == NEW_BATCH and before == clustered - NEW_BATCH
+    gaps = [abs(now - was) for _, was, now in shifts]
+    assert gaps == sorted(gaps, reverse=True) and len(shifts) == len(view.trees["request"])
+    node, was, now = shifts[0]
+    assert was == node.size_before / before and now == (node.size - node.size_before) / added
+    html = view.changes_html("request")
+    assert html.count("<li ") == 10 and f'data-goto="{node.id}"' in html and f"{node.size_before:,} → {node.size:,} rows" in html
+
+
+def test_what_changed_view_opens_a_node_in_the_browser(page, view):
+    open_app(page)
+    first = page.locator("#clio-changes .clio-changes li a").first
+    assert page.locator("#clio-changes .clio-changes li").count() == 10 and "What changed" in page.locator("#clio-changes").inner_text()
+    node = view.changes("request")[2][0][0]
+    first.click()
+    page.wait_for_selector(f'.clio-detail[data-node="{node.id}"]')
+
+
 def test_detail_shows_numeric_means_and_the_group_mix(view, fx):
     node = view.node("request", fx.ids["request"][SKEWED_NODE])
     html = view.detail_html("request", node.id)
