@@ -35,7 +35,7 @@ import tree_rows  # noqa: E402
 
 SAMPLE_ROWS = 8
 PAGE_ROWS = 20  # rows per page of the row table
-ROW_HITS = 20  # rows a search lists
+ROW_HITS = 10  # rows a search lists
 ANY = "(any)"
 MAX_HITS = 50
 OPEN_HITS = 10  # search hits whose paths the tree opens
@@ -188,13 +188,14 @@ class ResultData:
         self.group_values = (data.data.column(self.group_column).to_pylist()
                              if self.group_column and self.group_column in cols else None)
         self._row_tops: dict[str, np.ndarray] = {}
+        self._all = None  # every row column, loaded by the first export
 
     def row_files(self) -> list[str]:
         return _row_files(self.dataset)
 
     def all_columns(self):
         """Every row column (embeddings too), memory-mapped: what an export writes; loaded on first use."""
-        if getattr(self, "_all", None) is None:
+        if self._all is None:
             self._all = _load(self.dataset)
         return self._all
 
