@@ -953,6 +953,10 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
     def on_colour(facet: str, colour: str, node):
         return view.scatter(facet, colour, node)
 
+    def on_highlight(facet: str, colour: str, node):
+        # only a selection redraws the map: a redraw under the pointer loses its hover, and a new facet draws its own
+        return gr.skip() if node is None else view.scatter(facet, colour, node)
+
     def on_map(facet: str, evt: gr.EventData):
         """A click on the map opens a node; a lasso lists the rows it caught (in the hits area)."""
         rows = getattr(evt, "rows", None)
@@ -1081,7 +1085,7 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
         private = {"api_visibility": "private"}  # UI plumbing; the API is nodes and search
         filters = [facet, selected, language, group, score, low, high]
         first_page = {"fn": rows_page, "inputs": filters, "outputs": [rows, page], **private}
-        highlight = {"fn": on_colour, "inputs": [facet, colour, selected], "outputs": scatter, **private}
+        highlight = {"fn": on_highlight, "inputs": [facet, colour, selected], "outputs": scatter, **private}
 
         def then_follow(event):  # a new selection: the row table's first page, and the map dims the other points
             event.then(**first_page).then(**highlight)

@@ -463,6 +463,7 @@ def test_topic_map_hover_and_click_open_clusters_in_the_tree(page, fx):
     open_app(page)
     wait_for_map(page)
     assert "Click a point or a circle" in page.locator("#clio-map-note").inner_text()
+    page.locator("#clio-map").scroll_into_view_if_needed()  # below the tree and the "what changed" panel
     spots = page.evaluate(MAP_POINTS_JS)
     circle = next(c for c in spots["circles"] if c["name"] == "Everyday questions and advice")
     page.mouse.move(*circle["xy"])
