@@ -112,9 +112,11 @@ def _query_encoder(dataset: str):
 def _search_cache(dataset: str) -> Path:
     """Where the row search index is kept: beside a local result (a hidden folder no loader reads), else under the
     clio_hf cache."""
+    from .models import cache_root
+
     if Path(dataset).is_dir():
         return Path(dataset) / ".clio-search"
-    return Path(os.environ.get("CLIO_HF_CACHE", Path.home() / ".cache" / "clio_hf")) / "search" / dataset.replace("/", "--")
+    return cache_root() / "search" / dataset.replace("/", "--")
 
 
 def space_readme(dataset: str) -> str:
