@@ -121,25 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     compare = commands.add_parser("compare", help="hierarchy nodes whose group mix differs most from the whole")
     compare.add_argument("dataset", help="result folder or Hub repo id")
     compare.add_argument("--group-column", help="the run's group column (checked against the run record)")
-    compare.add_argument("--facet", help="only this clustered facet")
-    compare.add_argument("--min-count", type=int, default=10, help="skip nodes with fewer rows inside or outside")
-    compare.add_argument("--top", type=int, default=15, help="rows to print")
-    compare.add_argument("--csv", help="also write every tested node to this CSV file")
+    _node_table_options(compare, min_count=10, why="skip nodes with fewer rows inside or outside")
 
     diff = commands.add_parser("diff", help="what changed between two results of the same tree (say, before and after assign)")
     diff.add_argument("old", help="the earlier result (folder or Hub repo id)")
     diff.add_argument("new", help="the later result")
-    diff.add_argument("--facet", help="only this clustered facet")
-    diff.add_argument("--min-count", type=int, default=5, help="skip nodes with fewer rows in the two samples")
-    diff.add_argument("--top", type=int, default=15, help="rows to print")
-    diff.add_argument("--csv", help="also write every node to this CSV file")
+    _node_table_options(diff, min_count=5, why="skip nodes with fewer rows in the two samples")
 
     trends = commands.add_parser("trends", help="nodes whose share grew or shrank most from the first period to the last")
     trends.add_argument("dataset", help="result folder or Hub repo id (annotated with --time-column)")
-    trends.add_argument("--facet", help="only this clustered facet")
-    trends.add_argument("--min-count", type=int, default=5, help="skip nodes with fewer rows in the two periods")
-    trends.add_argument("--top", type=int, default=15, help="rows to print")
-    trends.add_argument("--csv", help="also write every tested node to this CSV file")
+    _node_table_options(trends, min_count=5, why="skip nodes with fewer rows in the two periods")
 
     export = commands.add_parser("export", help="write one node's rows (or every row but some nodes') to a file")
     export.add_argument("dataset", help="result folder or Hub repo id")
@@ -167,6 +158,22 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"clio-hf {args.command}: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
+
+
+def _node_table_options(command: argparse.ArgumentParser, *, min_count: int, why: str) -> None:
+    """The options of a command that tests nodes and prints them as a table (compare, diff, trends)."""
+    command.add_argument("--facet", help="only this clustered facet")
+    command.add_argument("--min-count", type=int, default=min_count, help=why)
+    command.add_argument("--top", type=int, default=15, help="rows to print")
+    command.add_argument("--csv", help="also write every node to this CSV file")
+
+
+def _print_node_table(rows: list[dict], columns: list[str], args) -> None:
+    from .summary import format_table
+
+    print(format_table(rows[: args.top], columns))
+    if args.csv:
+        _write_csv(rows, args.csv)
 
 
 def _check_out(out: Path, dataset: str, *, overwrite: bool) -> None:
@@ -430,7 +437,6 @@ def _summary(args) -> int:
 def _compare(args) -> int:
     from .groups import compare_groups
     from .result import ClioResult
-    from .summary import format_table
 
     result = ClioResult.load(args.dataset)
     recorded = result.info.get("group_column")
@@ -440,17 +446,14 @@ def _compare(args) -> int:
     rows = compare_groups(result.hierarchy, facets=[args.facet] if args.facet else None, min_count=args.min_count)
     print(f"{len(rows)} nodes tested (>= {args.min_count} rows inside and outside); group column "
           f"{recorded or args.group_column!r}; most significant first")
-    print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "size", "group", "share_in_node",
-                                          "share_overall", "log_odds", "test", "chi2", "dof", "p_value", "q_value", "cramers_v"]))
-    if args.csv:
-        _write_csv(rows, args.csv)
+    _print_node_table(rows, ["facet", "node_id", "level", "name", "size", "group", "share_in_node",
+                      "share_overall", "log_odds", "test", "chi2", "dof", "p_value", "q_value", "cramers_v"], args)
     return 0
 
 
 def _diff(args) -> int:
     from .diff import diff_results
     from .result import ClioResult
-    from .summary import format_table
 
     rows = diff_results(ClioResult.load(args.old), ClioResult.load(args.new), facets=[args.facet] if args.facet else None,
                         min_count=args.min_count)
@@ -459,16 +462,13 @@ def _diff(args) -> int:
     how = tested[0]["compared"] if tested else "nothing"
     print(f"{status['kept']} nodes in both, {status['new']} new, {status['vanished']} vanished; {len(tested)} tested "
           f"(the old rows against the new result's {how}); most significant first")
-    print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "status", "size_before", "size_after",
-                                          "share_before", "share_after", "change", "test", "p_value", "q_value"]))
-    if args.csv:
-        _write_csv(rows, args.csv)
+    _print_node_table(rows, ["facet", "node_id", "level", "name", "status", "size_before", "size_after",
+                      "share_before", "share_after", "change", "test", "p_value", "q_value"], args)
     return 0
 
 
 def _trends(args) -> int:
     from .result import ClioResult
-    from .summary import format_table
     from .trends import trends
 
     result = ClioResult.load(args.dataset)
@@ -476,10 +476,8 @@ def _trends(args) -> int:
     first, last = (rows[0]["first"], rows[0]["last"]) if rows else ("?", "?")
     print(f"{len(rows)} nodes tested (>= {args.min_count} rows in the two periods); time column "
           f"{result.info.get('time_column')!r} by {result.info.get('time_period')}: {first} against {last}; most significant first")
-    print(format_table(rows[: args.top], ["facet", "node_id", "level", "name", "count_first", "count_last", "share_first",
-                                          "share_last", "change", "test", "p_value", "q_value"]))
-    if args.csv:
-        _write_csv(rows, args.csv)
+    _print_node_table(rows, ["facet", "node_id", "level", "name", "count_first", "count_last", "share_first",
+                      "share_last", "change", "test", "p_value", "q_value"], args)
     return 0
 
 

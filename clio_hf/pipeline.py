@@ -135,9 +135,10 @@ def annotate(
         text_columns = source_columns(raw, conversation_column, text_column, columns)
         if group_column is not None:
             check_group_column(group_column, [*raw.column_names, *(C.facet_column(f, column_prefix) for f in facets)])
+        times = None
         if time_column is not None:  # a bad time stops the run here, before any model, naming its row and value
             C.require_columns(raw, [time_column], "annotate (time_column)")
-            parse_times(raw[time_column], time_column)
+            times = parse_times(raw[time_column], time_column)
     needs_llm = any(f.method == "llm" for f in facets) or any(f.clustered for f in facets)
     with _timed(timings, "load_models"):
         llm = load_llm(llm, **(llm_options or {})) if needs_llm else None
@@ -195,7 +196,8 @@ def annotate(
             hierarchy = count_groups(hierarchy, data, group_column=group_column, column_prefix=column_prefix)
         time_period = None
         if time_column is not None:
-            hierarchy, time_period = count_periods(hierarchy, data, time_column=time_column, column_prefix=column_prefix)
+            hierarchy, time_period = count_periods(hierarchy, data, time_column=time_column, column_prefix=column_prefix,
+                                                   times=times)  # the rows are the input's, in its order
 
     with _timed(timings, "privacy"):
         audit = config.privacy.audit and len(hierarchy) > 0

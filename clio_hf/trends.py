@@ -96,11 +96,12 @@ def period_labels(times: np.ndarray, period: str) -> list[str]:
 
 
 def count_periods(hierarchy: datasets.Dataset, data: datasets.Dataset, *, time_column: str, column_prefix: str = "",
-                  period: str | None = None) -> tuple[datasets.Dataset, str]:
+                  period: str | None = None, times: np.ndarray | None = None) -> tuple[datasets.Dataset, str]:
     """(`hierarchy` with `time_counts`, the period used): every node's rows per period of `time_column`, in time
-    order, rows without a time last as `(none)`; a node's counts sum to its `size`."""
+    order, rows without a time last as `(none)`; a node's counts sum to its `size`. `times`: the column already
+    parsed (`parse_times`), as `annotate` has it from checking the input."""
     C.require_columns(data, [time_column], "count_periods")
-    times = parse_times(data[time_column], time_column)
+    times = parse_times(data[time_column], time_column) if times is None else times
     period = period or choose_period(times)
     counts = node_counts(hierarchy, data, period_labels(times, period), column_prefix, "count_periods")
     column = [[{"period": p, "count": c[p]} for p in sorted(c, key=lambda p: (p == NO_TIME, p))] for c in counts]
