@@ -1,6 +1,6 @@
 """clio_hf: Clio-style facets, clusters and a named hierarchy for any Hugging Face dataset.
 
-Public names are imported on first use, so `clio_hf.llm`, `clio_hf.prompts` and the backends load without `datasets`
+Public names are imported on first use, so `clio_hf.backends` and `clio_hf.prompts` load without `datasets`
 (a GPU machine running only the LLM stage need not have it).
 """
 
@@ -15,13 +15,13 @@ _EXPORTS = {
     "ClioConfig": "config", "ClusterConfig": "config", "ConversationConfig": "config", "EmbedConfig": "config",
     "FacetConfig": "config", "HierarchyConfig": "config", "PrivacyConfig": "config", "ProjectionConfig": "config",
     "to_conversations": "conversations",
-    "Embedder": "embed", "embed_facets": "embed", "load_embedder": "embed",
+    "Embedder": "backends", "embed_facets": "embed", "load_embedder": "backends",
     "extract_facets": "extract",
     "GENERIC_SUMMARY_FACETS": "facets", "MAIN_FACETS": "facets", "Facet": "facets",
     "compare_groups": "groups", "count_groups": "groups",
     "build_hierarchy": "hierarchy",
-    "LENSES": "lenses", "Lens": "lenses", "explain_scores": "lenses",
-    "LLM": "llm", "load_llm": "llm",
+    "LENSES": "facets", "Lens": "facets", "explain_scores": "lenses",
+    "LLM": "backends", "load_llm": "backends",
     "annotate": "pipeline",
     "assign": "assign",
     "apply_privacy_gates": "privacy",

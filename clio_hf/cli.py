@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     assign.add_argument("--split", default="train")
     assign.add_argument("--limit", type=int, help="the first N new rows")
     assign.add_argument("--cache-dir", help="where finished work is kept for resuming (default ~/.cache/clio_hf)")
+    assign.add_argument("--rebuild-novel", action="store_true",
+                        help="then cluster and name the novel rows as new base nodes under their nearest parents")
 
     compare = commands.add_parser("compare", help="hierarchy nodes whose group mix differs most from the whole")
     compare.add_argument("dataset", help="result folder or Hub repo id")
@@ -220,7 +222,7 @@ def _annotate(args) -> int:
     if args.dry_run:
         from .dry_run import plan_annotation
 
-        from .llm import load_llm
+        from .backends import load_llm
 
         llm = load_llm(args.llm, **_llm_options(args.llm_opt)) if args.llm_opt else args.llm
         print(plan_annotation(args.dataset, llm=llm, facets=_facets(args), config=_config(args), column_prefix=args.column_prefix,
@@ -290,11 +292,14 @@ def _assign(args) -> int:
 
     result = ClioResult.load(args.result)
     _check_out(Path(args.out), args.dataset, overwrite=args.overwrite)
-    updated = assign(result, args.dataset, split=args.split, limit=args.limit, cache_dir=args.cache_dir)
+    updated = assign(result, args.dataset, split=args.split, limit=args.limit, cache_dir=args.cache_dir,
+                     rebuild_novel=args.rebuild_novel)
     updated.save_to_disk(args.out, overwrite=args.overwrite)
-    batch = updated.info["lineage"][-1]
+    batch = next(b for b in reversed(updated.info["lineage"]) if b["run"] == "assign")
     novel = ", ".join(f"{facet} {count}" for facet, count in batch["novel"].items()) or "none"
-    print(f"Assigned {batch['rows']} new rows to the tree of {args.result} (novel, under no node: {novel}); "
+    rebuilt = updated.info["lineage"][-1].get("new_nodes") if args.rebuild_novel else None
+    new_nodes = f"; new base nodes from them: {', '.join(f'{f} {k}' for f, k in rebuilt.items())}" if rebuilt else ""
+    print(f"Assigned {batch['rows']} new rows to the tree of {args.result} (novel: {novel}{new_nodes}); "
           f"{len(updated.data)} rows in all.\nSaved to {args.out}\nNext: clio-hf view {args.out}")
     return 0
 

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import datasets
 
-from .facets import Facet
+from .facets import Facet, Lens
 
 CONVERSATION = "conversation"
 DUPLICATE_OF = "duplicate_of"
@@ -41,6 +41,11 @@ def cluster_column(facet: Facet, prefix: str = "") -> str:
     return f"{prefix}{facet.column}_cluster"
 
 
+def rationale_column(lens: Facet, prefix: str = "") -> str:
+    """The one-sentence reason for a lens score: `<lens>_rationale` (string)."""
+    return f"{prefix}{lens.column}_rationale"
+
+
 def mean_column(facet: Facet) -> str:
     return f"{facet.column}_mean"
 
@@ -59,8 +64,6 @@ TIME_COUNTS_FEATURE = datasets.List({"period": datasets.Value("string"), "count"
 
 def added_columns(facets: Iterable[Facet], prefix: str = "") -> list[str]:
     """Every column `annotate` adds to the input rows, in order."""
-    from .lenses import Lens, rationale_column  # lenses builds on this module
-
     names = [prefix + CONVERSATION, prefix + DUPLICATE_OF]
     for facet in facets:
         names.append(facet_column(facet, prefix))

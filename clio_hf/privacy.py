@@ -34,8 +34,8 @@ import datasets
 from datasets.utils import tqdm  # honours datasets.disable_progress_bars()
 
 from . import columns as C
+from .backends import LLM, ChatPrompt
 from .config import PrivacyConfig
-from .llm import LLM, ChatPrompt
 from .pii import find_personal_data
 
 logger = logging.getLogger(__name__)
@@ -303,7 +303,8 @@ def row_column_rules(
         text_columns: the source's text columns; they, `user_column` and `time_column` (exact times can single a
             person out) are `text`.
     """
-    from .lenses import Lens, rationale_column
+    from .columns import rationale_column
+    from .facets import Lens
 
     p = column_prefix
     rules: dict[str, str | None] = {p + C.CONVERSATION: TEXT, p + C.DUPLICATE_OF: KEEP}

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from .backends.protocols import ChatPrompt
 from .facets import Facet
-from .llm import ChatPrompt
 
 PROMPT_VERSION = "5"  # 4: an open answer that repeats our instructions is re-asked (`echoes_instructions`); 5: so is one
 # that shares no content word with the conversation (`invents_content`), and what stays so falls back on the user's words

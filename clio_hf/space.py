@@ -101,7 +101,7 @@ def _query_encoder(dataset: str):
 
     def encode(texts):
         if not loaded:
-            from .embed import load_embedder
+            from .backends import load_embedder
 
             loaded.append(load_embedder(spec))
         return loaded[0].encode(list(texts))

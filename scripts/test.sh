@@ -15,7 +15,7 @@ phase() {  # phase NAME COMMAND...
 phase installs bash scripts/setup.sh --dev
 . .venv/bin/activate
 export HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False TOKENIZERS_PARALLELISM=false
-phase core-pipeline python -m pytest -q -p no:cacheprovider tests/test_prompts.py tests/test_sources.py \
+phase core-pipeline python -m pytest -q -p no:cacheprovider tests/test_architecture.py tests/test_prompts.py tests/test_sources.py \
   tests/test_config.py tests/test_assign.py tests/test_setup.py tests/test_models.py tests/test_conversations.py tests/test_llm.py tests/test_extract.py tests/test_cluster.py tests/test_hierarchy.py tests/test_pipeline.py
 phase hub-and-space python -m pytest -q -p no:cacheprovider tests/test_result.py tests/test_hub_roundtrip.py tests/test_space.py
 phase privacy python -m pytest -q -p no:cacheprovider tests/test_pii.py tests/test_privacy.py tests/test_eval.py
