@@ -29,7 +29,7 @@ from .conversations import to_conversations
 from .embed import embed_facets
 from .extract import extract_facets
 from .facets import Facet
-from .groups import count_groups
+from .groups import count_groups, node_counts
 from .hierarchy import name_new_base_clusters
 from .models import cache_root
 from .privacy import NUM_USERS, PII, PRIVACY_SCORE, audit_privacy, count_users, mark_published, scan_personal_data
@@ -342,30 +342,12 @@ def refresh_tree(hierarchy: datasets.Dataset, data: datasets.Dataset, facets: Se
     """Sizes, numeric means, group, user and time counts and privacy decisions of every node, from `data`; ids, names,
     summaries, personal-data findings and audit ratings are kept (they depend on the names alone)."""
     prefix = info.get("column_prefix") or ""
-    nodes = hierarchy.select_columns(["facet", "node_id", "level", "parent_id"]).to_list()
-    numeric = [f for f in facets if f.numeric and C.mean_column(f) in hierarchy.column_names]
-    sums: dict[tuple, list[float]] = {(n["facet"], n["node_id"]): [0.0] * (1 + 2 * len(numeric)) for n in nodes}
-    values = {f.column: data[C.facet_column(f, prefix)] for f in numeric}
-    for facet in dict.fromkeys(hierarchy["facet"]):
-        for row, cluster in enumerate(data[prefix + f"{facet}_cluster"]):
-            if cluster is None or cluster < 0 or (facet, cluster) not in sums:
-                continue
-            total = sums[(facet, cluster)]
-            total[0] += 1
-            for k, f in enumerate(numeric):
-                value = values[f.column][row]
-                if value is not None:
-                    total[1 + 2 * k] += value
-                    total[2 + 2 * k] += 1
-    for node in sorted(nodes, key=lambda n: n["level"]):  # children before parents
-        if node["parent_id"] is not None:
-            parent, child = sums[(node["facet"], node["parent_id"])], sums[(node["facet"], node["node_id"])]
-            sums[(node["facet"], node["parent_id"])] = [a + b for a, b in zip(parent, child)]
-    keyed = [sums[(n["facet"], n["node_id"])] for n in nodes]
-    tree = C.replace_column(hierarchy, "size", [int(s[0]) for s in keyed], datasets.Value("int64"))
-    for k, f in enumerate(numeric):
-        tree = C.replace_column(tree, C.mean_column(f), [s[1 + 2 * k] / s[2 + 2 * k] if s[2 + 2 * k] else None for s in keyed],
-                        hierarchy.features[C.mean_column(f)])
+    sizes = node_counts(hierarchy, data, [None] * len(data), prefix, "refresh_tree")
+    tree = C.replace_column(hierarchy, "size", [sum(c.values()) for c in sizes], datasets.Value("int64"))
+    for f in (f for f in facets if f.numeric and C.mean_column(f) in hierarchy.column_names):
+        counts = node_counts(hierarchy, data, data[C.facet_column(f, prefix)], prefix, "refresh_tree")
+        means = [_mean({v: n for v, n in c.items() if v is not None}) for c in counts]
+        tree = C.replace_column(tree, C.mean_column(f), means, hierarchy.features[C.mean_column(f)])
     group_column = info.get("group_column")
     if group_column is not None and C.GROUP_COUNTS in tree.column_names:
         tree = count_groups(tree.remove_columns(C.GROUP_COUNTS), data, group_column=group_column, column_prefix=prefix)
@@ -377,6 +359,10 @@ def refresh_tree(hierarchy: datasets.Dataset, data: datasets.Dataset, facets: Se
         tree, _ = count_periods(tree.remove_columns(C.TIME_COUNTS), data, time_column=time_column, column_prefix=prefix,
                                 period=info.get("time_period"))
     return mark_published(tree, config=config.privacy)
+
+
+def _mean(counts: dict[float, int]) -> float | None:
+    return sum(value * n for value, n in counts.items()) / sum(counts.values()) if counts else None
 
 
 def _nearest_parents(tree: datasets.Dataset, facet: Facet, centroids: np.ndarray) -> list[int | None]:

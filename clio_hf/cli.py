@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import FacetConfig
+from .layout import RUN_FILE
 from .models import DEFAULT_LLM
 
 logger = logging.getLogger("clio_hf.cli")
@@ -408,7 +409,7 @@ def _run_summary(result, *, out: str | None, pushed: str | None) -> str:
     lines = [f"Done in {seconds / 60:.1f} min: {rows.get('input', len(result.data))} rows ({rows.get('unique', '?')} unique, "
              f"{rows.get('empty', 0)} empty conversations)."]
     lines += [f"Saved to {out}"] if out else []
-    lines += [f"Pushed to {pushed} (only published nodes; see clio_run.json)"] if pushed else []
+    lines += [f"Pushed to {pushed} (only published nodes; see {RUN_FILE})"] if pushed else []
     failures = {k: v for k, v in (info.get("parse_failures") or {}).items() if v}
     lines.append("Parse failures (null values): " + (", ".join(f"{k} {v}" for k, v in failures.items()) or "none"))
     tree, withheld = result.hierarchy, (info.get("privacy") or {}).get("withheld") or {}

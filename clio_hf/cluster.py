@@ -95,7 +95,7 @@ def assign_base_clusters(vectors: np.ndarray, present: np.ndarray, originals: np
     fit = vectors[fit_rows]
     # k never exceeds the distinct vectors; counting them on a sorted view of the rows' bytes needs no rounded copy
     distinct = len(np.unique(np.ascontiguousarray(fit).view(np.dtype((np.void, fit.shape[1] * fit.itemsize)))))
-    k = int(np.clip(round(len(fit) / config.rows_per_base_cluster), 1, min(config.max_base_clusters, distinct)))
+    k = min(base_cluster_count(len(fit), config), distinct)
     centroids = kmeans(fit, k, niter=config.niter, seed=config.seed)
     del fit
     labels[present] = _by_size(nearest(vectors[present], centroids), k)

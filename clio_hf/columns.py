@@ -1,4 +1,5 @@
-"""The column scheme, written once: the names every stage adds and the checks every stage runs first."""
+"""The column scheme for `Facet`s: the names every stage adds (built by `clio_hf.layout`, which the Space shares), their
+`datasets` features, and the checks every stage runs first."""
 
 from __future__ import annotations
 
@@ -6,10 +7,9 @@ from collections.abc import Iterable
 
 import datasets
 
+from . import layout as L
 from .facets import Facet, Lens
-
-CONVERSATION = "conversation"
-DUPLICATE_OF = "duplicate_of"
+from .layout import CONVERSATION, DUPLICATE_OF, GROUP_COUNTS, NO_CLUSTER, NOVEL_CLUSTER, TIME_COUNTS  # noqa: F401
 
 MESSAGE_FEATURE = datasets.List({"role": datasets.Value("string"), "content": datasets.Value("string")})
 
@@ -30,35 +30,32 @@ HIERARCHY_FEATURES = datasets.Features(
 
 
 def facet_column(facet: Facet, prefix: str = "") -> str:
-    return prefix + facet.column
+    return L.facet_column(facet.column, prefix)
 
 
 def embedding_column(facet: Facet, prefix: str = "") -> str:
-    return f"{prefix}{facet.column}_embedding"
+    return L.embedding_column(facet.column, prefix)
 
 
 def cluster_column(facet: Facet, prefix: str = "") -> str:
-    return f"{prefix}{facet.column}_cluster"
+    return L.cluster_column(facet.column, prefix)
 
 
 def rationale_column(lens: Facet, prefix: str = "") -> str:
     """The one-sentence reason for a lens score: `<lens>_rationale` (string)."""
-    return f"{prefix}{lens.column}_rationale"
+    return L.rationale_column(lens.column, prefix)
 
 
 def mean_column(facet: Facet) -> str:
-    return f"{facet.column}_mean"
+    return L.mean_column(facet.column)
 
 
 def projection_columns(facet: Facet, prefix: str = "") -> tuple[str, str]:
     """The topic-map coordinates of a clustered facet: `<facet>_x`, `<facet>_y` (float32)."""
-    return f"{prefix}{facet.column}_x", f"{prefix}{facet.column}_y"
+    return L.projection_columns(facet.column, prefix)
 
 
-GROUP_COUNTS = "group_counts"
-NOVEL_CLUSTER = -2  # `<facet>_cluster` of a row `assign` placed that fits no base cluster (-1: no cluster)
 GROUP_COUNTS_FEATURE = datasets.List({"group": datasets.Value("string"), "count": datasets.Value("int64")})
-TIME_COUNTS = "time_counts"
 TIME_COUNTS_FEATURE = datasets.List({"period": datasets.Value("string"), "count": datasets.Value("int64")})
 
 

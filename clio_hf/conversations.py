@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 
 import datasets
+import numpy as np
 from datasets.fingerprint import Hasher
 
 from .columns import CONVERSATION, DUPLICATE_OF, MESSAGE_FEATURE, check_no_collisions
@@ -149,6 +150,29 @@ def to_conversations(
         sum(d >= 0 for d in duplicate_of),
     )
     return result
+
+
+def unique_rows(conversations: datasets.Dataset, column_prefix: str = "") -> tuple[datasets.Dataset, np.ndarray, np.ndarray]:
+    """(the original rows, `duplicate_of` as an array, the originals' row indices): the rows later stages compute.
+
+    The selection's fingerprint follows from the input's alone, so the stages after it find their cache on a rerun.
+    """
+    duplicate_of = np.asarray(conversations[column_prefix + DUPLICATE_OF])
+    originals = np.flatnonzero(duplicate_of < 0)
+    unique = conversations.select(originals, new_fingerprint=Hasher.hash([conversations._fingerprint, "originals"]))
+    return unique, duplicate_of, originals
+
+
+def broadcast_to_duplicates(conversations: datasets.Dataset, unique: datasets.Dataset, duplicate_of: np.ndarray,
+                            originals: np.ndarray) -> datasets.Dataset:
+    """Every row of `conversations` plus the columns added to `unique` (see `unique_rows`), a duplicate getting its
+    original's values: duplicates are computed once and share them."""
+    added = [c for c in unique.column_names if c not in conversations.column_names]
+    position = np.full(len(duplicate_of), -1, dtype=np.int64)
+    position[originals] = np.arange(len(originals))
+    source_rows = np.where(duplicate_of < 0, np.arange(len(duplicate_of)), duplicate_of)
+    values = unique.select_columns(added).select(position[source_rows]).flatten_indices()
+    return datasets.concatenate_datasets([conversations, values], axis=1)
 
 
 def source_columns(ds, conversation_column=None, text_column=None, columns=None) -> list[str]:

@@ -4,8 +4,9 @@ What runs where. The driver plans the same shards as the in-process path (`extra
 shards that are not cached yet; each actor loads the LLM (or embedder) once and runs the in-process row functions
 (`extract.facet_batch_values`, `embed.EmbedTask`) on the same micro-batches, so greedy answers are identical. As
 each shard comes back, the driver writes it into the `datasets` cache under the in-process fingerprint: a killed
-driver loses no finished shard, and a rerun (Ray or not) finds them. Clustering and the hierarchy stay on the
-driver, since they work on embeddings and centroids, not rows.
+driver loses no finished shard, and a rerun (Ray or not) finds them; `extract.assemble_facets` then joins them, with
+no model on the driver. `RayEngine` has the methods of `clio_hf.engine.Engine`, so `annotate` runs it like the local
+one. Clustering and the hierarchy stay on the driver, since they work on embeddings and centroids, not rows.
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ from . import columns as C
 from .backends import LLM, Embedder, load_embedder, load_llm
 from .config import EmbedConfig, FacetConfig
 from .embed import EmbedTask, GivenVectors, embed_column, embed_fingerprint
-from .extract import (extract_facets, facet_batch_values, facet_outputs, is_cached, plan_shards, shard_batches,
-                      write_shard)
+from .extract import assemble_facets, facet_batch_values, facet_outputs, is_cached, plan_shards, shard_batches, write_shard
 from .facets import MAIN_FACETS, Facet
 
 logger = logging.getLogger(__name__)
@@ -49,12 +49,20 @@ class RayEngine:
 
     def extract_facets(self, ds: datasets.Dataset, llm: str | LLM, *, model_id: str | None = None, llm_options: dict | None = None,
                        facets: Sequence[Facet] = MAIN_FACETS, config: FacetConfig = FacetConfig(),
-                       column_prefix: str = "") -> datasets.Dataset:
+                       column_prefix: str = "", model: LLM | None = None) -> datasets.Dataset:
         """`extract.extract_facets` with the LLM calls on Ray actors; `llm` is a spec string (each actor loads it)
-        or a picklable LLM object. Same columns, same cache."""
+        or a picklable LLM object. Same columns, same cache.
+
+        `model`, the LLM loaded on the driver, is never called: its `model_id` (or `model_id=`) keys the cache.
+        """
+        asked = [f for f in facets if f.method == "llm"]
+        if not asked:  # nothing for the actors: the LLM-free facets are computed here
+            return assemble_facets(ds, [], facets=facets, config=config, column_prefix=column_prefix)
         _require_disk_cache(ds, "extract_facets")
-        names = _ModelName(model_id or (llm if isinstance(llm, str) else llm.model_id))
-        plans = plan_shards(ds, names, facets=facets, config=config, column_prefix=column_prefix)
+        if model is None and not isinstance(llm, str):
+            model = llm  # a picklable LLM object, which the actors get too
+        model_id = model_id or (model.model_id if model is not None else llm)
+        plans = plan_shards(ds, model_id, facets=asked, config=config, column_prefix=column_prefix)
         todo = [p for p in plans if p.pending]
         logger.info("ray extract_facets: %d of %d shards to compute", len(todo), len(plans))
         if todo:
@@ -86,15 +94,23 @@ class RayEngine:
                                       "prompts": done["prompts"], "pid": done["pid"], "host": done["host"]})
                     logger.info("ray extract_facets: shard %d/%d written (%d prompts by pid %d on %s)",
                                 plan.index + 1, len(plans), done["prompts"], done["pid"], done["host"])
-        # Every LLM facet is cached now; this assembles the columns (and computes the LLM-free facets) on the driver.
-        return extract_facets(ds, names, facets=facets, config=config, column_prefix=column_prefix)
+        # Every LLM facet's shards are cached now: the driver joins them (and computes the LLM-free facets).
+        return assemble_facets(ds, plans, facets=facets, config=config, column_prefix=column_prefix)
 
-    def embed_facets(self, ds: datasets.Dataset, embedder: str | Embedder, *, dimension: int, model_id: str | None = None,
+    def embed_facets(self, ds: datasets.Dataset, embedder: str | Embedder, *, dimension: int | None = None, model_id: str | None = None,
                      facets: Sequence[Facet] = MAIN_FACETS, config: EmbedConfig = EmbedConfig(),
-                     column_prefix: str = "") -> datasets.Dataset:
-        """`embed.embed_facets` with the encoding on Ray actors; same columns, same cache."""
+                     column_prefix: str = "", model: Embedder | None = None) -> datasets.Dataset:
+        """`embed.embed_facets` with the encoding on Ray actors; same columns, same cache.
+
+        `model`, the embedder loaded on the driver, only names the model and, when `dimension` is not given, tells it.
+        """
         _require_disk_cache(ds, "embed_facets")
-        model_id = model_id or (embedder if isinstance(embedder, str) else embedder.model_id)
+        if model is None and not isinstance(embedder, str):
+            model = embedder  # a picklable Embedder object, which the actors get too
+        if dimension is None:
+            model = model if model is not None else load_embedder(embedder)
+            dimension = int(model.encode(["dimension probe"]).shape[1])
+        model_id = model_id or (model.model_id if model is not None else embedder)
         clustered = [f for f in facets if f.clustered]
         C.require_columns(ds, [C.facet_column(f, column_prefix) for f in clustered], "embed_facets")
         if any(f.conversation_weight and not f.embedding_column for f in clustered):
@@ -133,6 +149,12 @@ class RayEngine:
             ds = embed_column(ds, facet, _ReplayVectors(target, vectors, present), dimension=dimension, model_id=model_id,
                               config=config, column_prefix=column_prefix)
         return ds
+
+    def record(self) -> dict:
+        """The run record's `engine` entry: where the work ran and how it was spread."""
+        return {"name": "ray", "address": self.address, "num_workers": self.num_workers,
+                "shards_computed": sum(w["stage"] == "extract_facets" for w in self.work),
+                "workers": len({(w["host"], w["pid"]) for w in self.work})}
 
     def _ray(self):
         try:
@@ -213,18 +235,6 @@ class _CountingLLM:
     def choose(self, prompts, options):
         self.prompts += len(prompts)
         return self.llm.choose(prompts, options)
-
-
-@dataclass(frozen=True)
-class _ModelName:
-    """Stands in for the LLM on the driver: it keys the cache; a call means a shard was not computed by the workers."""
-
-    model_id: str
-
-    def generate(self, *args, **kwargs):
-        raise RuntimeError("engine='ray': the driver was asked to run the LLM for a facet; every shard should be cached by now.")
-
-    choose = generate
 
 
 class _Replay:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from . import prompts
 from .backends import LLM, ChatPrompt, chat_template
+from .cluster import base_cluster_count
 from .config import ClioConfig
 from .facets import Facet, Lens, band
 from .hierarchy import level_targets
@@ -129,7 +130,7 @@ def naming_plan(rows: int, facets: list[Facet], llm: LLM, config: ClioConfig) ->
     answer = "The user's overall request for the assistant is to " + "do a typical thing with some details " * 2
     count = tokens = 0
     for facet in (f for f in facets if f.clustered):
-        base = max(1, min(config.cluster.max_base_clusters, round(rows / config.cluster.rows_per_base_cluster)))
+        base = base_cluster_count(rows, config.cluster)
         name_tokens = prompt_tokens(llm, prompts.cluster_name_prompt(facet, [answer] * h.inside_samples, [answer] * h.outside_samples))[0]
         count += base * h.name_samples
         tokens += base * h.name_samples * name_tokens

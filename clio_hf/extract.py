@@ -5,7 +5,8 @@ scores of each batch so that the conversation's cached keys and values are reuse
 
 Each LLM facet runs over K contiguous shards, each its own cached `Dataset.map` whose fingerprint comes from the input
 fingerprint, the shard, the facet, the model, the prompt version and the stage config. A killed run therefore keeps
-every finished shard, and a changed facet recomputes that facet alone.
+every finished shard, and a changed facet recomputes that facet alone. Whoever computes the shards (this process, or
+Ray actors through `write_shard`), `assemble_facets` joins them into columns without a model.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Sequence
@@ -66,12 +66,42 @@ def extract_facets(
         if facet.method == "llm" and llm is None:
             raise ValueError(f"extract_facets: facet {facet.name!r} needs an LLM; pass llm=.")
     asked = [f for f in facets if f.method == "llm"]
-    pieces: dict[str, list[datasets.Dataset]] = {f.column: [] for f in asked}
-    for plan in plan_shards(ds, llm, facets=asked, config=config, column_prefix=column_prefix) if asked else []:
-        shard = plan.select(ds)
+    plans = plan_shards(ds, llm, facets=asked, config=config, column_prefix=column_prefix) if asked else []
+    computed: dict[tuple[int, str], datasets.Dataset] = {}
+    for plan in (p for p in plans if p.pending):
         batch = _FacetBatch(llm, plan.pending, config, column_prefix)
-        for facet, column in zip(asked, write_shard(shard, plan, asked, batch.task, config=config, column_prefix=column_prefix)):
-            pieces[facet.column].append(column)
+        for facet, column in zip(plan.pending, write_shard(plan.select(ds), plan, plan.pending, batch.task, config=config,
+                                                           column_prefix=column_prefix)):
+            computed[(plan.index, facet.column)] = column
+    return assemble_facets(ds, plans, facets=facets, config=config, column_prefix=column_prefix, computed=computed)
+
+
+def assemble_facets(
+    ds: datasets.Dataset,
+    plans: Sequence[ShardPlan],
+    *,
+    facets: Sequence[Facet] = MAIN_FACETS,
+    config: FacetConfig = FacetConfig(),
+    column_prefix: str = "",
+    computed: dict[tuple[int, str], datasets.Dataset] | None = None,
+) -> datasets.Dataset:
+    """`ds` plus every facet's columns: each LLM facet's finished shards, joined in row order, and the LLM-free facets.
+
+    No model is needed: a shard is read back from the `datasets` cache, where `write_shard` left it (in this process
+    or on a Ray actor's behalf), unless `computed` holds it already ({(shard index, facet column): its dataset}, what
+    `write_shard` returned). A shard that is neither is an error, never computed here.
+    """
+    C.require_columns(ds, [column_prefix + C.CONVERSATION, *(f.source_column for f in facets if f.method == "column")], "extract_facets")
+    computed = computed or {}
+    asked = [f for f in facets if f.method == "llm"]
+    pieces: dict[str, list[datasets.Dataset]] = {f.column: [] for f in asked}
+    for plan in plans if asked else []:
+        finished = [f for f in asked if (plan.index, f.column) not in computed]
+        loaded = dict(zip([f.column for f in finished],
+                          write_shard(plan.select(ds), plan, finished, _not_computed, config=config, column_prefix=column_prefix)))
+        for facet in asked:
+            key = (plan.index, facet.column)
+            pieces[facet.column].append(computed[key] if key in computed else loaded[facet.column])
     by_facet = {f.column: datasets.concatenate_datasets(pieces[f.column]) for f in asked}
     by_facet.update({f.column: _without_llm(ds, f, config, column_prefix) for f in facets if f.method != "llm"})
     columns = [by_facet[f.column] for f in facets]
@@ -123,8 +153,17 @@ class ShardPlan:
         return ds.select(range(self.start, self.stop))
 
 
-def plan_shards(ds: datasets.Dataset, llm: LLM | None, *, facets: Sequence[Facet], config: FacetConfig, column_prefix: str = "") -> list[ShardPlan]:
-    """The shards `extract_facets` computes, in row order; every engine uses this plan, so they share one cache."""
+def plan_shards(ds: datasets.Dataset, llm: str | LLM | None, *, facets: Sequence[Facet], config: FacetConfig, column_prefix: str = "") -> list[ShardPlan]:
+    """The shards `extract_facets` computes, in row order; every engine uses this plan, so they share one cache.
+
+    `llm` is the model's id (what keys the cache), or an LLM object whose `model_id` is used; None only when no facet
+    is an LLM facet.
+    """
+    model_id = llm if isinstance(llm, str) or llm is None else llm.model_id
+    if model_id is None and any(f.method == "llm" for f in facets):
+        raise ValueError("plan_shards: an LLM facet needs the model's id; pass llm=.")
+    if len(ds) == 0:
+        raise ValueError("extract_facets: the dataset is empty.")
     num_shards = min(config.num_shards or max(1, math.ceil(len(ds) / config.rows_per_shard)), len(ds))
     bounds = [round(i * len(ds) / num_shards) for i in range(num_shards + 1)]
     plans = []
@@ -132,7 +171,7 @@ def plan_shards(ds: datasets.Dataset, llm: LLM | None, *, facets: Sequence[Facet
         shard = ds.select(range(bounds[index], bounds[index + 1]))
         fingerprints = {
             f.column: Hasher.hash(
-                [ds._fingerprint, "extract_facets", index, num_shards, f.question_dict(), llm.model_id if f.method == "llm" else f.method,
+                [ds._fingerprint, "extract_facets", index, num_shards, f.question_dict(), model_id if f.method == "llm" else f.method,
                  prompts.PROMPT_VERSION, config.max_new_tokens, config.max_retries, config.retry_temperature, column_prefix]
                 + ([_LENS_VERSION, config.rationale_max_new_tokens] if isinstance(f, Lens) else [])
             )
@@ -165,6 +204,16 @@ def write_shard(shard: datasets.Dataset, plan: ShardPlan, facets: Sequence[Facet
             )
         )
     return columns
+
+
+def _not_computed(facet: Facet):
+    """`assemble_facets`' stand-in row function: a finished shard is loaded, so running it means one is missing."""
+
+    def missing(batch: dict, indices: list[int], offset: int) -> dict:
+        raise RuntimeError(f"extract_facets: the shard of facet {facet.name!r} from row {offset} is not in the datasets "
+                           "cache; assemble_facets reads finished shards and runs no model.")
+
+    return missing
 
 
 def facet_outputs(facet: Facet, column_prefix: str = "") -> dict[str, tuple[str, datasets.Value]]:
@@ -242,39 +291,29 @@ def _generate_with_retries(llm: LLM, facets: Sequence[Facet], chats: dict[str, l
     did so, the value is the user's own opening words, marked `prompts.USERS_WORDS` (counted in the run record).
     Unparseable to the end stays null.
     """
+    pairs = [(f, i) for f in facets for i in range(len(rows))]
+    last_failure: dict[int, object] = {}  # why each pair's latest answer was rejected: `_UNGROUNDED` or None
+
+    def parse(k: int, text: str):
+        facet, i = pairs[k]
+        value = _parse(facet, text, chats[facet.column][i])
+        if value is None or value is _UNGROUNDED:
+            last_failure[k] = value
+            return None
+        return value
+
+    answers = prompts.ask_until_parsed(
+        llm, [chats[f.column][i] for f, i in pairs], parse, retries=config.max_retries, max_new_tokens=config.max_new_tokens,
+        temperature=config.retry_temperature, stop=["</answer>"], seed_key=lambda k, attempt: _seed_key(rows[pairs[k][1]], pairs[k][0].column, attempt))
     values = {f.column: [None] * len(rows) for f in facets}
-    pending = [(f, i) for f in facets for i in range(len(rows))]
-    ungrounded: set[tuple[str, int]] = set()
-    for attempt in range(config.max_retries + 1):
-        if not pending:
-            break
-        sampled = attempt > 0
-        outputs = llm.generate(
-            [chats[f.column][i] for f, i in pending],
-            max_new_tokens=config.max_new_tokens,
-            stop=["</answer>"],
-            temperature=config.retry_temperature if sampled else 0.0,
-            seeds=[_seed(rows[i], f.column, attempt) for f, i in pending] if sampled else None,
-        )
-        still = []
-        for (facet, i), text in zip(pending, outputs):
-            value = _parse(facet, text, chats[facet.column][i])
-            if value is _UNGROUNDED:
-                still.append((facet, i))
-                ungrounded.add((facet.column, i))
-            elif value is None:
-                still.append((facet, i))
-                ungrounded.discard((facet.column, i))  # its last attempt did not even parse
-            else:
-                values[facet.column][i] = value
-        if still and attempt < config.max_retries:
-            logger.debug("re-sampling %d unparseable answers (attempt %d)", len(still), attempt + 1)
-        pending = still
-    for facet, i in [(f, i) for f, i in pending if (f.column, i) in ungrounded]:
-        own_words = prompts.users_own_words(conversations[i])
-        if own_words:
-            values[facet.column][i] = prompts.join_prefill(facet.prefill, own_words)
-            pending.remove((facet, i))
+    pending = []
+    for (facet, i), answer, k in zip(pairs, answers, range(len(pairs))):
+        if answer is None and last_failure.get(k) is _UNGROUNDED:
+            answer = prompts.users_own_words(conversations[i])
+            answer = prompts.join_prefill(facet.prefill, answer) if answer else None
+        if answer is None:
+            pending.append((facet, i))
+        values[facet.column][i] = answer
     if pending and config.on_error == "raise":
         facet, i = pending[0]
         raise ValueError(f"extract_facets: row {rows[i]}, facet {facet.name!r}: no parseable answer after "
@@ -331,13 +370,8 @@ class _FacetBatch:
         self.memo: dict[int, dict[str, list]] = {}
 
     def task(self, facet: Facet):
-        if facet.column not in self.pending:  # cached: the map loads it; computing it alone is the fallback
-            return functools.partial(self._alone, facet)
+        """The row function of one pending facet's map (`write_shard`'s `task_of`)."""
         return functools.partial(self._joint, facet)
-
-    def _alone(self, facet: Facet, batch: dict, indices: list[int], offset: int) -> dict:
-        values = facet_batch_values(self.llm, [facet], batch, indices, offset, config=self.config, column_prefix=self.prefix)
-        return {column: values[key] for column, (key, _) in facet_outputs(facet, self.prefix).items()}
 
     def _joint(self, facet: Facet, batch: dict, indices: list[int], offset: int) -> dict:
         memo_key = offset + indices[0]
@@ -351,6 +385,6 @@ class _FacetBatch:
         return out
 
 
-def _seed(row: int, facet: str, attempt: int) -> int:
+def _seed_key(row: int, facet: str, attempt: int) -> str:
     """Re-sample seeds depend on (row, facet, attempt) only, so reruns and other batchings draw the same."""
-    return zlib.crc32(f"{row}:{facet}:{attempt}".encode())
+    return f"{row}:{facet}:{attempt}"

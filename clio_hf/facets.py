@@ -5,9 +5,10 @@ The lens rationale stage is `lenses.py`; the lenses are defined here so that `re
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
+
+from .layout import column_name  # the snake_case rule, shared with the Space; also imported from here
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,6 @@ class Facet:
         if data.get("numeric") is not None:
             data["numeric"] = tuple(data["numeric"])
         return cls(**data)
-
-
-def column_name(name: str) -> str:
-    """snake_case column name of a facet: `Request` -> `request`, `Concerning Score` -> `concerning_score`."""
-    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
-    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
 
 
 REQUEST = Facet(

@@ -19,6 +19,7 @@ import datasets
 import numpy as np
 
 from . import columns as C
+from . import layout as L
 
 MISSING_GROUP = "(none)"
 
@@ -68,7 +69,7 @@ def node_counts(hierarchy: datasets.Dataset, data: datasets.Dataset, values: Seq
     nodes = hierarchy.select_columns(["facet", "node_id", "level", "parent_id"]).to_list()
     counts: dict[tuple[str, int], Counter] = {}
     for facet in dict.fromkeys(n["facet"] for n in nodes):
-        cluster = f"{column_prefix}{facet}_cluster"
+        cluster = L.cluster_column(facet, column_prefix)
         C.require_columns(data, [cluster], stage)
         for label, value in zip(data[cluster], values):
             if label is not None and label >= 0:

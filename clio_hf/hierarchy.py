@@ -26,6 +26,7 @@ import numpy as np
 from datasets.utils import tqdm  # honours datasets.disable_progress_bars()
 
 from . import columns as C
+from . import layout as L
 from . import prompts
 from .backends import LLM, Embedder
 from .cluster import embedding_matrix
@@ -428,7 +429,7 @@ class _FacetTree:
                 "name_score": node.name_score, "keyphrases": node.keyphrases,
             }
             for col, (total, count) in node.sums.items():
-                row[f"{col}_mean"] = total / count if count else None
+                row[L.mean_column(col)] = total / count if count else None
             out.append(row)
         return out
 

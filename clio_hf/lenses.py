@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from collections.abc import Sequence
 
 import datasets
@@ -135,25 +134,14 @@ def rationales(llm: LLM, lens: Lens, texts: Sequence[str], scores: Sequence[int 
     moments ago (`extract_facets` calls this right after scoring a batch) prefills only the question.
     """
     values: list[str | None] = [None] * len(texts)
-    chats = {i: prompts.facet_prompt(texts[i], prompts.rationale_question(lens, s, band(s, lens.numeric)),
-                                     prompts.rationale_answer_prefill())
-             for i, s in enumerate(scores) if s is not None}
-    pending = list(chats)
-    for attempt in range(config.max_retries + 1):
-        if not pending:
-            break
-        sampled = attempt > 0
-        outputs = llm.generate(
-            [chats[i] for i in pending], max_new_tokens=config.rationale_max_new_tokens, stop=["</answer>"],
-            temperature=config.retry_temperature if sampled else 0.0,
-            seeds=[zlib.crc32(f"{rows[i]}:{lens.column}:rationale:{attempt}".encode()) for i in pending] if sampled else None,
-        )
-        still = []
-        for i, text in zip(pending, outputs):
-            answer = prompts.parse_open_answer(text)
-            if answer is None:
-                still.append(i)
-            else:
-                values[i] = prompts.join_prefill(prompts.RATIONALE_PREFILL, answer)
-        pending = still
+    scored = [i for i, s in enumerate(scores) if s is not None]
+    chats = [prompts.facet_prompt(texts[i], prompts.rationale_question(lens, scores[i], band(scores[i], lens.numeric)),
+                                  prompts.rationale_answer_prefill()) for i in scored]
+    answers = prompts.ask_until_parsed(
+        llm, chats, lambda _, text: prompts.parse_open_answer(text), retries=config.max_retries,
+        max_new_tokens=config.rationale_max_new_tokens, temperature=config.retry_temperature, stop=["</answer>"],
+        seed_key=lambda k, attempt: f"{rows[scored[k]]}:{lens.column}:rationale:{attempt}")
+    for i, answer in zip(scored, answers):
+        if answer is not None:
+            values[i] = prompts.join_prefill(prompts.RATIONALE_PREFILL, answer)
     return values

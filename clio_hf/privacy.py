@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import re
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 
@@ -34,8 +33,11 @@ import datasets
 from datasets.utils import tqdm  # honours datasets.disable_progress_bars()
 
 from . import columns as C
+from . import layout as L
+from . import prompts
 from .backends import LLM, ChatPrompt
 from .config import PrivacyConfig
+from .groups import node_counts
 from .pii import find_personal_data
 
 logger = logging.getLogger(__name__)
@@ -111,20 +113,10 @@ def apply_privacy_gates(
 
 def count_users(hierarchy: datasets.Dataset, data: datasets.Dataset, *, user_column: str, column_prefix: str = "") -> datasets.Dataset:
     """Add `num_users`: the distinct non-null values of `user_column` among the rows under each node."""
-    facets = sorted(set(hierarchy["facet"]))
-    C.require_columns(data, [user_column, *(f"{column_prefix}{f}_cluster" for f in facets)], "count_users")
-    users = data[user_column]
-    nodes = hierarchy.select_columns(["facet", "node_id", "level", "parent_id"]).to_list()
-    under: dict[tuple[str, int], set] = {(n["facet"], n["node_id"]): set() for n in nodes}
-    for facet in facets:
-        for cluster, user in zip(data[f"{column_prefix}{facet}_cluster"], users):
-            if cluster is not None and cluster >= 0 and user is not None and (facet, cluster) in under:
-                under[(facet, cluster)].add(user if isinstance(user, (str, int, float, bool)) else repr(user))
-    for node in sorted(nodes, key=lambda n: n["level"]):  # children before parents
-        if node["parent_id"] is not None:
-            under[(node["facet"], node["parent_id"])] |= under[(node["facet"], node["node_id"])]
-    counts = [len(under[(n["facet"], n["node_id"])]) for n in nodes]
-    return C.replace_column(hierarchy, NUM_USERS, counts, datasets.Value("int64"))
+    C.require_columns(data, [user_column], "count_users")
+    users = [u if u is None or isinstance(u, (str, int, float, bool)) else repr(u) for u in data[user_column]]
+    counts = node_counts(hierarchy, data, users, column_prefix, "count_users")
+    return C.replace_column(hierarchy, NUM_USERS, [len(c) - (None in c) for c in counts], datasets.Value("int64"))
 
 
 def scan_personal_data(hierarchy: datasets.Dataset, *, config: PrivacyConfig = PrivacyConfig()) -> datasets.Dataset:
@@ -173,17 +165,13 @@ def _rate(llm: LLM, chats: Sequence[ChatPrompt], config: PrivacyConfig) -> list[
         ratings = [p + 1 if isinstance(p, int) and 0 <= p < len(RATINGS) else None for p in picks]
     except NotImplementedError:
         ratings = [None] * len(chats)
-    for attempt in range(config.audit_retries + 1):
-        todo = [i for i, r in enumerate(ratings) if r is None]
-        if not todo:
-            break
-        sampled = attempt > 0
-        outputs = llm.generate(
-            [chats[i] for i in todo], max_new_tokens=config.audit_max_new_tokens, temperature=0.7 if sampled else 0.0,
-            seeds=[zlib.crc32(f"audit:{chats[i][1]['content']}:{attempt}".encode()) for i in todo] if sampled else None,
-        )
-        for i, text in zip(todo, outputs):
-            ratings[i] = parse_rating(text)
+    unrated = [i for i, r in enumerate(ratings) if r is None]
+    again = prompts.ask_until_parsed(
+        llm, [chats[i] for i in unrated], lambda _, text: parse_rating(text), retries=config.audit_retries,
+        max_new_tokens=config.audit_max_new_tokens, temperature=0.7,
+        seed_key=lambda k, attempt: f"audit:{chats[unrated[k]][1]['content']}:{attempt}")
+    for i, rating in zip(unrated, again):
+        ratings[i] = rating
     return ratings
 
 
@@ -283,9 +271,9 @@ def published_hierarchy(hierarchy: datasets.Dataset) -> datasets.Dataset:
 # What a push does with each column. A column without a rule is left out: whatever a later feature adds to a row or a
 # node stays local until someone decides how it is published.
 KEEP, GATED, TEXT = "keep", "gated", "text"
-HIERARCHY_COLUMNS = ("facet", "node_id", "level", "parent_id", "name", "summary", "name_source", "size", "group_counts",
+HIERARCHY_COLUMNS = ("facet", "node_id", "level", "parent_id", "name", "summary", "name_source", "size", C.GROUP_COUNTS,
                      NUM_USERS, PII, PRIVACY_SCORE, PUBLISHED, WITHHELD_BY, WITHHELD_SIZE, "name_score", "keyphrases",
-                     "time_counts", "size_before")
+                     C.TIME_COUNTS, "size_before")
 
 
 def row_column_rules(
@@ -337,20 +325,20 @@ def withhold_rows(data: datasets.Dataset, hierarchy: datasets.Dataset, *, column
         if level == 0 and not published:
             withheld.setdefault(facet, set()).add(node)
     # a novel row (`<facet>_cluster = -2`, placed later by `assign`) is under no node, so it is hidden as well
-    facets = [f for f in dict.fromkeys(hierarchy["facet"]) if f"{column_prefix}{f}_cluster" in data.column_names]
+    facets = [f for f in dict.fromkeys(hierarchy["facet"]) if L.cluster_column(f, column_prefix) in data.column_names]
     row_text_columns = [c for c in row_text_columns if c in data.column_names]
     if not facets:
         return data
 
     def hide(batch):
-        anywhere = [False] * len(batch[f"{column_prefix}{facets[0]}_cluster"])
+        anywhere = [False] * len(batch[L.cluster_column(facets[0], column_prefix)])
         for facet in facets:
-            cluster = f"{column_prefix}{facet}_cluster"
+            cluster = L.cluster_column(facet, column_prefix)
             hidden = [c in withheld.get(facet, ()) or c == C.NOVEL_CLUSTER for c in batch[cluster]]
             anywhere = [a or h for a, h in zip(anywhere, hidden)]
-            batch[cluster] = [-1 if h else c for h, c in zip(hidden, batch[cluster])]
-            for suffix in ("", "_embedding", "_x", "_y"):
-                col = f"{column_prefix}{facet}{suffix}"
+            batch[cluster] = [C.NO_CLUSTER if h else c for h, c in zip(hidden, batch[cluster])]
+            for col in (L.facet_column(facet, column_prefix), L.embedding_column(facet, column_prefix),
+                        *L.projection_columns(facet, column_prefix)):
                 if col in batch:
                     batch[col] = [None if h else v for h, v in zip(hidden, batch[col])]
         for col in row_text_columns:

@@ -9,9 +9,11 @@ and validated here; anything unusable becomes None so the caller can re-sample o
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
-from .backends.protocols import ChatPrompt
+from .backends.protocols import LLM, ChatPrompt
 from .facets import Facet
 
 PROMPT_VERSION = "5"  # 4: an open answer that repeats our instructions is re-asked (`echoes_instructions`); 5: so is one
@@ -384,3 +386,29 @@ def rationale_question(facet: Facet, score: int, band: str) -> str:
 
 def rationale_answer_prefill() -> str:
     return f"<answer>{RATIONALE_PREFILL}"
+
+
+Parsed = TypeVar("Parsed")
+
+
+def ask_until_parsed(llm: LLM, chats: Sequence[ChatPrompt], parse: Callable[[int, str], Parsed | None], *, retries: int,
+                     max_new_tokens: int, temperature: float, seed_key: Callable[[int, int], str],
+                     stop: Sequence[str] = ()) -> list[Parsed | None]:
+    """Each chat's answer as `parse(i, text)` gives it: greedy first, then `retries` seeded samples at `temperature`
+    of the chats whose answer `parse` rejected (None). A sample's seed is the CRC-32 of `seed_key(i, attempt)`, so
+    reruns and other batchings draw the same answers. Still None after the last attempt: None."""
+    parsed: list[Parsed | None] = [None] * len(chats)
+    pending = list(range(len(chats)))
+    for attempt in range(retries + 1):
+        if not pending:
+            break
+        sampled = attempt > 0
+        outputs = llm.generate(
+            [chats[i] for i in pending], max_new_tokens=max_new_tokens, stop=list(stop),
+            temperature=temperature if sampled else 0.0,
+            seeds=[zlib.crc32(seed_key(i, attempt).encode()) for i in pending] if sampled else None,
+        )
+        for i, text in zip(pending, outputs):
+            parsed[i] = parse(i, text)
+        pending = [i for i in pending if parsed[i] is None]
+    return parsed

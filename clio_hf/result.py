@@ -14,14 +14,15 @@ is what lets a re-push to the Hub skip every unchanged file.
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -34,14 +35,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from . import layout as L
+from .layout import CONFIG_DIRS, RUN_FILE, SHARD_GLOB
+
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-RUN_FILE = "clio_run.json"
-CONFIG_DIRS = {"default": "data", "hierarchy": "hierarchy"}  # `datasets` refuses a config named "data"
 MAX_SHARD_BYTES = 500 * 2**20
-SHARD_GLOB = "train-*"
-_SHARD_RE = re.compile(r"train-\d{5}-of-\d{5}\.parquet")
 TOP_NODES, TOP_CHILDREN = 15, 8  # how much of each tree the card shows
 # Raw text a push leaves out when the run record does not say which columns held it (results made before it did).
 _LIKELY_TEXT_COLUMNS = ("messages", "conversations", "text", "prompt", "content", "markdown", "instruction", "question",
@@ -75,7 +75,7 @@ class ClioResult:
             shutil.rmtree(staging, ignore_errors=True)
         for sub in CONFIG_DIRS.values():
             for old in (path / sub).glob(SHARD_GLOB):
-                if _SHARD_RE.fullmatch(old.name) and f"{sub}/{old.name}" not in written:
+                if L.SHARD_RE.fullmatch(old.name) and f"{sub}/{old.name}" not in written:
                     old.unlink()
         logger.info("Saved %d rows and %d nodes to %s", len(self.data), len(self.hierarchy), path)
 
@@ -95,7 +95,7 @@ class ClioResult:
             logger.warning("revision=%r is ignored for the local folder %s", revision, path_or_repo_id)
         path = Path(path_or_repo_id).expanduser()
         run_file = path / RUN_FILE
-        if not run_file.exists() and not any((path / CONFIG_DIRS["default"]).glob(SHARD_GLOB)):
+        if not run_file.exists() and not any(path.glob(L.config_glob(L.DEFAULT_CONFIG))):
             raise FileNotFoundError(f"{path} is not a clio_hf result: it has neither {RUN_FILE} nor data/ shards.")
         info = json.loads(run_file.read_text(encoding="utf-8")) if run_file.exists() else _missing_info(path)
         return cls._from_parts(str(path), info, {})
@@ -119,9 +119,9 @@ class ClioResult:
         version = info.get("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
             logger.warning("%s has format_version %s; this clio_hf reads up to %s", source, version, FORMAT_VERSION)
-        data = _load_config(source, "default", load_kwargs)
-        hierarchy = _load_config(source, "hierarchy", load_kwargs)
-        _check_complete(source, info, {"default": data, "hierarchy": hierarchy})
+        data = _load_config(source, L.DEFAULT_CONFIG, load_kwargs)
+        hierarchy = _load_config(source, L.HIERARCHY_CONFIG, load_kwargs)
+        _check_complete(source, info, {L.DEFAULT_CONFIG: data, L.HIERARCHY_CONFIG: hierarchy})
         return cls(data=data, hierarchy=hierarchy, info=info)
 
     def for_publishing(
@@ -154,7 +154,7 @@ class ClioResult:
         config = PrivacyConfig(**((self.info.get("config") or {}).get("privacy") or {}))
         gated = with_decisions(self.hierarchy, config=config)
         hierarchy = published_hierarchy(gated)
-        hierarchy = hierarchy.select_columns([c for c in hierarchy.column_names if c in HIERARCHY_COLUMNS or c.endswith("_mean")])
+        hierarchy = hierarchy.select_columns([c for c in hierarchy.column_names if c in HIERARCHY_COLUMNS or L.mean_of(c) is not None])
         rules = row_column_rules(self.data.column_names, facets=facets_from_info(self.info),
                                  input_columns=self.info.get("input_columns"),
                                  text_columns=privacy.get("text_columns", _LIKELY_TEXT_COLUMNS),
@@ -208,7 +208,7 @@ class ClioResult:
         unknown = [n for n in node_ids if n not in parents]
         if unknown:
             raise ValueError(f"Facet {facet!r} has no node {unknown[0]!r} (node ids run from {min(parents)} to {max(parents)}).")
-        column = self.info.get("column_prefix", "") + facet + "_cluster"
+        column = L.cluster_column(facet, self.info.get("column_prefix", ""))
         if column not in self.data.column_names:
             raise ValueError(f"The rows have no {column!r} column (an aggregates-only result?), so no node's rows can be found.")
         clusters = self.data.with_format("arrow")[column].fill_null(-1).to_numpy()  # honours an indices mapping
@@ -235,7 +235,7 @@ class ClioResult:
         nodes = {n["node_id"]: n for n in self._nodes(facet)}
         facet = next(iter(nodes.values()))["facet"]
         prefix = self.info.get("column_prefix", "")
-        columns = [f"{prefix}{facet}_x", f"{prefix}{facet}_y", f"{prefix}{facet}_cluster"]
+        columns = [*L.projection_columns(facet, prefix), L.cluster_column(facet, prefix)]
         missing = [c for c in columns if c not in self.data.column_names]
         if missing:
             raise ValueError(f"visualize_map: the rows have no {missing} (a run with ProjectionConfig(method='none'), or "
@@ -243,7 +243,8 @@ class ClioResult:
         table = self.data.with_format("arrow")
         x, y = (table[c].to_numpy(zero_copy_only=False).astype(np.float64) for c in columns[:2])
         labels = table[columns[2]].fill_null(-1).to_numpy()
-        original = (table[prefix + "duplicate_of"].fill_null(-1).to_numpy() < 0 if prefix + "duplicate_of" in self.data.column_names
+        duplicate_of = prefix + L.DUPLICATE_OF
+        original = (table[duplicate_of].fill_null(-1).to_numpy() < 0 if duplicate_of in self.data.column_names
                     else np.ones(len(labels), bool))
         rows = np.flatnonzero(original & np.isfinite(x) & np.isfinite(y) & np.isin(labels, list(nodes)))
         if len(rows) > max_points:
@@ -256,7 +257,8 @@ class ClioResult:
             return out[::-1]
 
         paths = {b: path(b) for b in set(labels[rows].tolist())}
-        values = self.data.select(rows.tolist())[prefix + facet] if prefix + facet in self.data.column_names else [""] * len(rows)
+        value = L.facet_column(facet, prefix)
+        values = self.data.select(rows.tolist())[value] if value in self.data.column_names else [""] * len(rows)
         top_and_base = {b: " › ".join(nodes[q]["name"] for q in dict.fromkeys([p[0], p[-1]])) for b, p in paths.items()}
         custom = [[int(labels[r]), esc(top_and_base[int(labels[r])]), esc(str(v or "")[:140]), int(r)]
                   for r, v in zip(rows, values)]
@@ -298,12 +300,12 @@ class ClioResult:
         whole: dict[str, int] = {}
         for n in nodes.values():
             if n["parent_id"] is None:
-                for item in n["time_counts"]:
+                for item in n[L.TIME_COUNTS]:
                     whole[item["period"]] = whole.get(item["period"], 0) + item["count"]
         periods = sorted(p for p in whole if p != NO_TIME)
         shares = {}
         for row in tested:
-            counts = {item["period"]: item["count"] for item in nodes[row["node_id"]]["time_counts"]}
+            counts = {item["period"]: item["count"] for item in nodes[row["node_id"]][L.TIME_COUNTS]}
             shares[f'{row["name"]} (q {row["q_value"]:.2g})'] = [counts.get(p, 0) / whole[p] for p in periods]
         return trends_chart(periods, shares, period=self.info.get("time_period") or "period")
 
@@ -341,10 +343,100 @@ class ClioResult:
                 repo_type="dataset",
                 folder_path=tmp,
                 commit_message=commit_message or f"Upload clio_hf result ({len(public.data)} rows)",
-                delete_patterns=[f"{sub}/{SHARD_GLOB}" for sub in CONFIG_DIRS.values()],
+                delete_patterns=[L.config_glob(config) for config in CONFIG_DIRS],
             )
         logger.info("Pushed to %s", commit.commit_url)
         return commit.commit_url
+
+
+def run_info(
+    raw: datasets.Dataset,
+    unique: datasets.Dataset,
+    hierarchy: datasets.Dataset,
+    *,
+    facets: Sequence,
+    config,
+    llm=None,
+    embedder=None,
+    engine: str | dict = "local",
+    source: str | datasets.Dataset,
+    source_revision: str | None = None,
+    subset: str | None = None,
+    data_files: str | Sequence[str] | None = None,
+    split: str = "train",
+    seed: int = 0,
+    column_prefix: str = "",
+    user_column: str | None = None,
+    group_column: str | None = None,
+    time_column: str | None = None,
+    time_period: str | None = None,
+    text_columns: Sequence[str] = (),
+    timings: dict[str, float] | None = None,
+    clustering: dict | None = None,
+    audit_usage: dict | None = None,
+) -> dict:
+    """The run record `annotate` keeps as `ClioResult.info` (and the card shows): models, facets, config, source, row
+    counts, timings, parse failures, name sources, privacy and engine.
+
+    `raw` is the input as loaded, `unique` its original rows with the facet columns added (where parse failures are
+    counted: a duplicate is not a second failure), `hierarchy` the gated tree; `facets` are `clio_hf.Facet`s,
+    `config` the `ClioConfig`, `llm` and `embedder` the models used (None if none was), `engine` what
+    `Engine.record()` says.
+    """
+    from . import __version__, prompts
+    from . import columns as C
+    from .pii import PII_VERSION
+    from .privacy import AUDIT_PROMPT_VERSION, withheld_counts
+    from .sources import source_identity, source_license
+
+    conversation = column_prefix + C.CONVERSATION
+    empty = [C.is_empty_conversation(c) for batch in unique.select_columns([conversation]).iter(batch_size=4096)
+             for c in batch[conversation]]  # null in every facet, counted apart from parse failures
+    names = _name_record(hierarchy, [f.column for f in facets if f.clustered])
+    return {
+        "format_version": FORMAT_VERSION,
+        "clio_hf_version": __version__,
+        "llm": llm.model_id if llm else None,
+        "embedder": embedder.model_id if embedder else None,
+        "facets": [f.to_dict() for f in facets],
+        "prompt_version": prompts.PROMPT_VERSION,
+        "config": config.to_dict(),
+        "seed": seed,
+        "source": source_identity(source) if isinstance(source, str) else "datasets.Dataset",
+        "source_revision": source_revision,
+        "source_license": source_license(source, source_revision) if source_revision else None,
+        "source_subset": subset,
+        "source_data_files": data_files,
+        "input_columns": raw.column_names,
+        "split": split,
+        "column_prefix": column_prefix,
+        "group_column": group_column,
+        "time_column": time_column,
+        "time_period": time_period,
+        "rows": {"input": len(raw), "unique": len(unique), "duplicates": int(len(raw) - len(unique)), "empty": sum(empty)},
+        "timings": {k: round(v, 2) for k, v in (timings or {}).items()},
+        "parse_failures": {f.column: sum(v is None and not e for v, e in zip(unique[C.facet_column(f, column_prefix)], empty))
+                           for f in facets},
+        "fallback_names": {facet: sources.get("fallback", 0) for facet, sources in names["name_sources"].items()},
+        "users_words_fallbacks": {f.column: sum(1 for v in unique[C.facet_column(f, column_prefix)] if isinstance(v, str) and prompts.USERS_WORDS in v)
+                                  for f in facets if not f.numeric},
+        **names,
+        "privacy": {"user_column": user_column, "time_column": time_column, "text_columns": text_columns, "audit_prompt_version": AUDIT_PROMPT_VERSION,
+                    "pii_version": PII_VERSION, "withheld": withheld_counts(hierarchy), "audit_usage": audit_usage or {}},
+        "clustering": clustering or {},
+        "engine": engine,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _name_record(hierarchy: datasets.Dataset, facets: list[str]) -> dict:
+    """Per clustered facet, where its names came from and how well they fit (the median `name_score`)."""
+    nodes = hierarchy.select_columns(["facet", "name_source", "name_score"]).to_list()
+    scores = {f: [n["name_score"] for n in nodes if n["facet"] == f and n["name_score"] is not None] for f in facets}
+    return {
+        "name_sources": {f: dict(sorted(Counter(n["name_source"] for n in nodes if n["facet"] == f).items())) for f in facets},
+        "median_name_score": {f: round(float(np.median(scores[f])), 4) if scores[f] else None for f in facets},
+    }
 
 
 def check_push_access(repo_id: str, *, token: str | None = None) -> str:
@@ -391,11 +483,11 @@ def _load_config(source: str, config: str, load_kwargs: dict) -> datasets.Datase
     sub, local = CONFIG_DIRS[config], "revision" not in load_kwargs
     # A local folder is read by file name: `load_dataset(folder)` keys its Arrow cache on the folder's name, so a rerun
     # into the same folder would load the old rows.
-    files = sorted(str(p) for p in Path(source).glob(f"{sub}/{SHARD_GLOB}")) if local else []
+    files = sorted(str(p) for p in Path(source).glob(L.config_glob(config))) if local else []
     try:
         if local:
-            return datasets.load_dataset("parquet", data_files={"train": files}, split="train")
-        return datasets.load_dataset(source, config, split="train", **load_kwargs)
+            return datasets.load_dataset("parquet", data_files={L.SPLIT: files}, split=L.SPLIT)
+        return datasets.load_dataset(source, config, split=L.SPLIT, **load_kwargs)
     except ValueError as err:  # `datasets` refuses a split with no rows (e.g. a run with no clustered facet)
         if "corresponds to no data" not in str(err):
             raise
@@ -404,7 +496,7 @@ def _load_config(source: str, config: str, load_kwargs: dict) -> datasets.Datase
 
         names = HfApi(token=load_kwargs["token"]).list_repo_files(source, repo_type="dataset", **load_kwargs)
         files = [hf_hub_download(source, name, repo_type="dataset", **load_kwargs)
-                 for name in sorted(names) if name.startswith(f"{sub}/train-")]
+                 for name in sorted(names) if name.startswith(f"{sub}/{L.SPLIT}-")]
     return datasets.Dataset(pa.concat_tables([pq.read_table(f) for f in files]))  # features from the metadata
 
 
@@ -457,21 +549,22 @@ def _version() -> str:
 def _write_folder(result: ClioResult, folder: Path) -> list[str]:
     """Write the full layout into `folder`; returns the relative paths written."""
     written = []
-    for sub, ds in (("data", result.data), ("hierarchy", result.hierarchy)):
+    parts = ((CONFIG_DIRS[L.DEFAULT_CONFIG], result.data), (CONFIG_DIRS[L.HIERARCHY_CONFIG], result.hierarchy))
+    for sub, ds in parts:
         (folder / sub).mkdir(parents=True, exist_ok=True)
         # `data` holds the whole table even after a select; scale to the rows actually kept
         nbytes = ds.data.nbytes * len(ds) / max(ds.data.num_rows, 1)
         n = max(1, min(len(ds), math.ceil(nbytes / MAX_SHARD_BYTES)))
         for i in range(n):
-            rel = f"{sub}/train-{i:05d}-of-{n:05d}.parquet"
+            rel = f"{sub}/{L.shard_file(i, n)}"
             ds.shard(num_shards=n, index=i, contiguous=True).to_parquet(folder / rel)
             written.append(rel)
     info = _record(result)
     info["files"] = {sub: {"shards": [r.split("/", 1)[1] for r in written if r.startswith(f"{sub}/")], "rows": len(ds)}
-                     for sub, ds in (("data", result.data), ("hierarchy", result.hierarchy))}
+                     for sub, ds in parts}
     (folder / RUN_FILE).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (folder / "README.md").write_text(_card(result, info), encoding="utf-8")
-    return written + [RUN_FILE, "README.md"]
+    (folder / L.CARD_FILE).write_text(_card(result, info), encoding="utf-8")
+    return written + [RUN_FILE, L.CARD_FILE]
 
 
 def _json_default(value: Any) -> Any:
@@ -491,8 +584,8 @@ def _card(result: ClioResult, info: dict) -> str:
         language=_languages(result.data, info) or None,
         tags=["clio_hf", "clio", "clustering", "conversation-analysis"],
         # Column types need no card entry: every parquet shard carries its `datasets` features in its schema.
-        configs=[{"config_name": name, "data_files": [{"split": "train", "path": f"{sub}/{SHARD_GLOB}"}]}
-                 for name, sub in CONFIG_DIRS.items()],
+        configs=[{"config_name": name, "data_files": [{"split": L.SPLIT, "path": L.config_glob(name)}]}
+                 for name in CONFIG_DIRS],
     )
     body = "\n".join([f"# {card_data.pretty_name}\n", _INTRO, _run_record(info), _trees(result.hierarchy)])
     return str(DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}"))

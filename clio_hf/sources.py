@@ -295,6 +295,18 @@ def source_license(source: str, revision: str) -> str | None:
     return ", ".join(license_) if isinstance(license_, list) else license_
 
 
+def source_identity(source: str | datasets.Dataset, revision: str | None = None) -> str:
+    """What a source is, for cache keys and the run record: a Dataset's fingerprint, a local path with its resolved
+    location and modification time (so an edited file is read afresh), or a Hub id at `revision`."""
+    if isinstance(source, datasets.Dataset):
+        return f"dataset:{source._fingerprint}"
+    path = Path(str(source))
+    if path.exists():
+        stat = path.stat()
+        return f"path:{path.resolve()}:{stat.st_mtime_ns}"
+    return f"id:{source}@{revision}" if revision else f"id:{source}"
+
+
 def _looks_like_hub_id(source: str) -> bool:
     return not Path(source).expanduser().exists() and bool(_HUB_ID.match(source)) and Path(source).suffix.lower() not in _FILE_BUILDERS
 

@@ -22,13 +22,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .layout import RUN_FILE, SPACE_CONFIG_FILE
+
 logger = logging.getLogger(__name__)
 
 PACKAGED_APP_DIR = Path(__file__).resolve().parent / "_space_app"  # a wheel's copy (package data)
 SOURCE_APP_DIR = Path(__file__).resolve().parent.parent / "spaces_app"  # the checkout's copy
 APP_DIRS = (PACKAGED_APP_DIR, SOURCE_APP_DIR)
-APP_FILES = ("app.py", "requirements.txt", "tree_rows.py", "figures.py")  # the last two: links into clio_hf/
-CONFIG_FILE = "clio_space.json"
+APP_FILES = ("app.py", "requirements.txt", "tree_rows.py", "figures.py", "layout.py")  # the last three: links into clio_hf/
+CONFIG_FILE = SPACE_CONFIG_FILE
 _MODULE = "clio_hf_space_app"
 
 
@@ -93,7 +95,7 @@ def launch_view(path_or_repo: str, *, port: int | None = None, block: bool = Tru
 def _query_encoder(dataset: str):
     """texts -> vectors with the run's own embedder (clio_hf resolves its packaged models; a Space cannot), loaded
     on the first search so the viewer starts as fast as before; None when the run names no embedder."""
-    path = Path(dataset) / "clio_run.json"
+    path = Path(dataset) / RUN_FILE
     spec = json.loads(path.read_text(encoding="utf-8")).get("embedder") if path.exists() else None
     if not spec:
         return None

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import datasets
 import numpy as np
 
+from . import columns as C
+from . import layout as L
 from .facets import BANDS, Facet, Lens, band
 
 ALL = "(all rows)"
@@ -43,10 +45,10 @@ def summarize(
         dicts with `cluster` (`"(all rows)"` or the top-level name), `node_id` (None overall), `facet`, `rows`,
         `mean`, and `Poor`, `Low`, `Medium`, `Good` (shares of `rows`; None for a numeric facet that is no lens).
     """
-    numeric = [f for f in facets if f.numeric and column_prefix + f.column in data.column_names]
+    numeric = [f for f in facets if f.numeric and C.facet_column(f, column_prefix) in data.column_names]
     if not numeric:
         raise ValueError(f"summarize: the result has no numeric facet or lens columns. Facets: {[f.column for f in facets]}.")
-    scores = {f.column: np.array([np.nan if v is None else v for v in data[column_prefix + f.column]], dtype=np.float64)
+    scores = {f.column: np.array([np.nan if v is None else v for v in data[C.facet_column(f, column_prefix)]], dtype=np.float64)
               for f in numeric}
     scopes = [(ALL, None, np.ones(len(data), dtype=bool))]
     facet_names = list(dict.fromkeys(hierarchy["facet"])) if len(hierarchy) else []
@@ -78,7 +80,7 @@ def _top_level_scopes(data, hierarchy, facet: str, prefix: str) -> list[tuple[st
             node_id = parent[node_id]
         return node_id
 
-    labels = np.array([-1 if v is None else v for v in data[f"{prefix}{facet}_cluster"]], dtype=np.int64)
+    labels = np.array([-1 if v is None else v for v in data[L.cluster_column(facet, prefix)]], dtype=np.int64)
     top_of_row = np.array([top(int(label)) if label in parent else -1 for label in labels], dtype=np.int64)
     tops = sorted((n for n in nodes if n["parent_id"] is None), key=lambda n: (-n["size"], n["node_id"]))
     return [(n["name"], n["node_id"], top_of_row == n["node_id"]) for n in tops]

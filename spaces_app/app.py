@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +19,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import sys  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tree_rows.py lies beside app.py (shared with clio_hf)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the modules shared with clio_hf lie beside app.py
 import fsspec  # noqa: E402
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
@@ -31,6 +30,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from datasets import load_dataset, load_dataset_builder  # noqa: E402
 
 import figures  # noqa: E402  (beside app.py too: the drawings ClioResult.visualize_* makes)
+import layout as L  # noqa: E402  (the result's file, folder and column names, as clio_hf writes them)
 import tree_rows  # noqa: E402
 
 SAMPLE_ROWS = 8
@@ -40,8 +40,7 @@ ANY = "(any)"
 MAX_HITS = 50
 OPEN_HITS = 10  # search hits whose paths the tree opens
 CONVERSATION_CHARS = 2000
-CONFIG_FILE = Path(__file__).with_name("clio_space.json")
-CONFIG_DIRS = {"default": "data", "hierarchy": "hierarchy"}  # as clio_hf.result writes them
+CONFIG_FILE = Path(__file__).with_name(L.SPACE_CONFIG_FILE)
 MAP_POINTS = 6000  # points the topic map draws at most: a seeded sample, stratified by top-level cluster
 MAP_MIN_PER_CLUSTER = 40  # every top-level cluster keeps at least this many (or all of its) points
 MAP_VALUE_CHARS = 140
@@ -55,10 +54,7 @@ def esc(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def snake(name: str) -> str:
-    """A facet's column name, as clio_hf derives it: `Request` -> `request`, `ConcerningScore` -> `concerning_score`."""
-    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name.strip())
-    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_").lower()
+snake = L.column_name  # a facet's column name, as clio_hf derives it: `Request` -> `request`
 
 
 @dataclass
@@ -82,29 +78,29 @@ class Node:
 def _run_info(dataset: str) -> dict:
     try:
         if Path(dataset).is_dir():
-            path = Path(dataset) / "clio_run.json"
+            path = Path(dataset) / L.RUN_FILE
             return json.loads(path.read_text()) if path.exists() else {}
         from huggingface_hub import hf_hub_download
 
-        return json.loads(Path(hf_hub_download(dataset, "clio_run.json", repo_type="dataset")).read_text())
+        return json.loads(Path(hf_hub_download(dataset, L.RUN_FILE, repo_type="dataset")).read_text())
     except Exception:  # the run file only adds facet order and model names; the tree works without it
         return {}
 
 
-def _load(dataset: str, config: str = "default", **kwargs):
+def _load(dataset: str, config: str = L.DEFAULT_CONFIG, **kwargs):
     """One config of a result as a `Dataset`. A local folder is read from its parquet files by name, since
     `load_dataset(folder)` keys its Arrow cache on the folder's name and would serve an overwritten result stale."""
     if Path(dataset).is_dir():
-        files = sorted(str(p) for p in Path(dataset).glob(f"{CONFIG_DIRS[config]}/train-*"))
-        return load_dataset("parquet", data_files={"train": files}, split="train", **kwargs)
-    return load_dataset(dataset, config, split="train", **kwargs)
+        files = sorted(str(p) for p in Path(dataset).glob(L.config_glob(config)))
+        return load_dataset("parquet", data_files={L.SPLIT: files}, split=L.SPLIT, **kwargs)
+    return load_dataset(dataset, config, split=L.SPLIT, **kwargs)
 
 
 def _row_files(dataset: str) -> list[str]:
     """The row level's parquet files, local paths or hf:// URLs, in order."""
     if Path(dataset).is_dir():
-        return sorted(str(p) for p in Path(dataset).glob(f"{CONFIG_DIRS['default']}/train-*"))
-    return list(load_dataset_builder(dataset).config.data_files["train"])
+        return sorted(str(p) for p in Path(dataset).glob(L.config_glob(L.DEFAULT_CONFIG)))
+    return list(load_dataset_builder(dataset).config.data_files[L.SPLIT])
 
 
 def _row_columns(dataset: str) -> list[str]:
@@ -122,25 +118,25 @@ class ResultData:
         viewed on loopback. A Space shows published nodes only, whatever the files hold."""
         self.dataset = dataset
         self.run = _run_info(dataset)
-        hier = _load(dataset, "hierarchy")
-        mean_cols = [c for c in hier.column_names if c.endswith("_mean")]
+        hier = _load(dataset, L.HIERARCHY_CONFIG)
+        mean_cols = [c for c in hier.column_names if L.mean_of(c) is not None]
         self.trees: dict[str, dict[int, Node]] = {}
-        self.group_column = self.run.get("group_column") if "group_counts" in hier.column_names else None
+        self.group_column = self.run.get("group_column") if L.GROUP_COUNTS in hier.column_names else None
         self.group_counts: dict[str, dict[int, dict[str, int]]] = {}
         for r in hier.to_list():
             if r.get("published") is False and not show_withheld:
                 continue
             if self.group_column:
                 self.group_counts.setdefault(r["facet"], {})[int(r["node_id"])] = {
-                    g["group"]: int(g["count"]) for g in r["group_counts"] or []}
-            means = {c[: -len("_mean")]: r[c] for c in mean_cols if r[c] is not None and r[c] == r[c]}
+                    g["group"]: int(g["count"]) for g in r[L.GROUP_COUNTS] or []}
+            means = {L.mean_of(c): r[c] for c in mean_cols if r[c] is not None and r[c] == r[c]}
             parent = None if r["parent_id"] is None else int(r["parent_id"])
             self.trees.setdefault(r["facet"], {})[int(r["node_id"])] = Node(
                 int(r["node_id"]), int(r["level"]), parent, r["name"] or "", r["summary"] or "",
                 r.get("name_source") or "", int(r["size"]), means,
                 (r.get("withheld_by") or "gates") if r.get("published") is False else None,
                 score=r.get("name_score"), keyphrases=list(r.get("keyphrases") or []),
-                time_counts={t["period"]: int(t["count"]) for t in r.get("time_counts") or []},
+                time_counts={t["period"]: int(t["count"]) for t in r.get(L.TIME_COUNTS) or []},
                 size_before=r.get("size_before"))
         self.tops: dict[str, list[int]] = {}
         for facet, nodes in self.trees.items():
@@ -160,27 +156,27 @@ class ResultData:
         prefix = self.run.get("column_prefix") or ""  # `annotate --column-prefix` renames the added columns
         available = set(_row_columns(dataset))
         self.prefix, self.available = prefix, available
-        numeric = [c[: -len("_mean")] for c in mean_cols]
+        numeric = [L.mean_of(c) for c in mean_cols]
         self.value_cols = [c for c in dict.fromkeys(order or [*self.facets, *numeric]) if prefix + c in available]
         self.numeric = numeric
-        mapped = [f for f in self.facets if f"{prefix}{f}_x" in available and f"{prefix}{f}_y" in available]
+        mapped = [f for f in self.facets if all(c in available for c in L.projection_columns(f, prefix))]
         group = [self.group_column] if self.group_column and self.group_column not in self.value_cols else []
-        extra = [c for c in ("conversation", "duplicate_of", *(f"{f}_cluster" for f in self.facets),
-                             *(f"{f}_{a}" for f in mapped for a in "xy"), *group) if prefix + c in available]
+        extra = [c for c in (L.CONVERSATION, L.DUPLICATE_OF, *(L.cluster_column(f) for f in self.facets),
+                             *(xy for f in mapped for xy in L.projection_columns(f)), *group) if prefix + c in available]
         # Only the columns shown: embeddings are most of a result's bytes and the viewer never needs them.
         data = _load(dataset, columns=[prefix + c for c in self.value_cols + extra])
         if prefix:
             data = data.rename_columns({c: c[len(prefix):] for c in data.column_names})
         self.n_rows = len(data)
         cols = data.column_names
-        self.has_conversation = "conversation" in cols
-        self.clusters = {f: data.data.column(f"{f}_cluster").fill_null(-1).to_numpy()
-                         for f in self.facets if f"{f}_cluster" in cols}
+        self.has_conversation = L.CONVERSATION in cols
+        self.clusters = {f: data.data.column(L.cluster_column(f)).fill_null(L.NO_CLUSTER).to_numpy()
+                         for f in self.facets if L.cluster_column(f) in cols}
         # Duplicates share the original's values, so samples skip them.
-        self.original = (data.data.column("duplicate_of").fill_null(-1).to_numpy() < 0
-                         if "duplicate_of" in cols else np.ones(len(data), bool))
-        self.rows = data.select_columns(self.value_cols + (["conversation"] if self.has_conversation else []))
-        self.xy = {f: np.column_stack([data.data.column(f"{f}_{a}").to_numpy(zero_copy_only=False) for a in "xy"])
+        self.original = (data.data.column(L.DUPLICATE_OF).fill_null(-1).to_numpy() < 0
+                         if L.DUPLICATE_OF in cols else np.ones(len(data), bool))
+        self.rows = data.select_columns(self.value_cols + ([L.CONVERSATION] if self.has_conversation else []))
+        self.xy = {f: np.column_stack([data.data.column(c).to_numpy(zero_copy_only=False) for c in L.projection_columns(f)])
                    .astype(np.float32) for f in mapped}
         self.numeric_values = {c: data.data.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
                                for c in numeric if c in cols}
@@ -304,11 +300,12 @@ class DetailView(ResultData):
     def _sample_html(self, row: dict) -> str:
         values = "".join(f"<dt>{esc(c)}</dt><dd>{esc(row[c])}</dd>" for c in self.value_cols)
         conv = ""
-        if self.has_conversation and row.get("conversation"):
+        conversation = row.get(L.CONVERSATION)
+        if self.has_conversation and conversation:
             turns = "".join(
                 f'<div class="turn"><b>{esc(t.get("role"))}</b> {esc((t.get("content") or "")[:CONVERSATION_CHARS])}'
-                "</div>" for t in row["conversation"])
-            conv = f'<details><summary>Conversation ({len(row["conversation"])} turns)</summary>{turns}</details>'
+                "</div>" for t in conversation)
+            conv = f'<details><summary>Conversation ({len(conversation)} turns)</summary>{turns}</details>'
         return f'<div class="sample"><div class="rowid">row {row["_row"]}</div><dl>{values}</dl>{conv}</div>'
 
     def detail_html(self, facet: str, node_id: object) -> str:
@@ -530,13 +527,14 @@ class ChangesView(ResultData):
     def changes(self, facet: str) -> tuple[int, int, list[tuple[Node, float, float]]]:
         """(rows before, rows added, [(node, share before, share of the added rows)] largest shift first)."""
         nodes = self.trees.get(facet, {})
-        if not nodes or any(n.size_before is None for n in nodes.values()):
+        if not nodes or all(n.size_before is None for n in nodes.values()):
             return 0, 0, []
-        before = sum(nodes[t].size_before for t in self.tops[facet])
+        was = {n.id: n.size_before or 0 for n in nodes.values()}  # none before: a node `--rebuild-novel` made from this batch
+        before = sum(was[t] for t in self.tops[facet])
         added = sum(nodes[t].size for t in self.tops[facet]) - before
         if before <= 0 or added <= 0:
             return before, added, []
-        shifts = [(n, n.size_before / before, (n.size - n.size_before) / added) for n in nodes.values()]
+        shifts = [(n, was[n.id] / before, (n.size - was[n.id]) / added) for n in nodes.values()]
         return before, added, sorted(shifts, key=lambda s: (-abs(s[2] - s[1]), s[0].id))
 
     def changes_html(self, facet: str, top: int = 10) -> str:
@@ -547,7 +545,8 @@ class ChangesView(ResultData):
             f'<li data-node="{n.id}"><a href="#" data-goto="{n.id}">'
             + " › ".join(esc(self.trees[facet][p].name) for p in self.path(facet, n.id))
             + f'</a> <span class="meta">{was:.1%} of the rows before → {now:.1%} of the new ones '
-              f'({(now - was) * 100:+.1f} points; {n.size_before:,} → {n.size:,} rows)</span></li>'
+              f'({(now - was) * 100:+.1f} points; {n.size_before or 0:,} → {n.size:,} rows'
+              f'{"; new" if n.size_before is None else ""})</span></li>'
             for n, was, now in shifts[:top])
         return (f'<div class="clio-changes" data-added="{added}"><b>What changed</b> <span class="meta">the last batch\'s '
                 f"{added:,} rows against the {before:,} before it; largest shifts first (clio-hf diff tests them)</span>"
@@ -646,12 +645,13 @@ class RowTable:
             cells = "".join(f"<td>{esc(r.get(c) if c in r else self.data.group_values[i])}</td>" for c in columns)
             link = f'<a href="#" data-goto="{base.id}">{esc(base.name)}</a>' if base else ""
             conv = ""
-            if r.get("conversation"):
+            conversation = r.get(L.CONVERSATION)
+            if conversation:
                 turns = "".join(f'<div class="turn"><b>{esc(t.get("role"))}</b> {esc((t.get("content") or "")[:CONVERSATION_CHARS])}</div>'
-                                for t in r["conversation"])
-                conv = f"<details><summary>{len(r['conversation'])} turns</summary>{turns}</details>"
+                                for t in conversation)
+                conv = f"<details><summary>{len(conversation)} turns</summary>{turns}</details>"
             body.append(f'<tr data-row="{i}"><td class="num">{i}</td><td>{link}</td>{cells}<td>{conv}</td></tr>')
-        header = "".join(f"<th>{esc(c)}</th>" for c in ["row", "base cluster", *columns, "conversation"])
+        header = "".join(f"<th>{esc(c)}</th>" for c in ["row", "base cluster", *columns, L.CONVERSATION])
         return f'<div class="clio-rows">{head}<table><tr>{header}</tr>{"".join(body)}</table></div>', page
 
 
@@ -682,8 +682,8 @@ class RowSearch:
             import faiss  # noqa: F401
         except ImportError:
             return "faiss is not installed here"
-        if f"{self.data.prefix}{facet}_embedding" not in self.data.available:
-            return f"the result has no {facet}_embedding column"
+        if L.embedding_column(facet, self.data.prefix) not in self.data.available:
+            return f"the result has no {L.embedding_column(facet)} column"
         return None
 
     def _batches(self, column: str):
@@ -726,7 +726,7 @@ class RowSearch:
         import faiss
 
         if facet not in self._indexes:
-            column = f"{self.data.prefix}{facet}_embedding"
+            column = L.embedding_column(facet, self.data.prefix)
             path = self.cache_dir / f"{_files_key(self.data.row_files(), column)}.faiss" if self.cache_dir else None
             if path is not None and path.exists():
                 self._indexes[facet] = faiss.read_index(str(path))
@@ -745,8 +745,8 @@ class RowSearch:
         vector = np.asarray(self.encode([query]), dtype=np.float32)
         vector /= np.maximum(np.linalg.norm(vector, axis=1, keepdims=True), 1e-12)
         if vector.shape[1] != index.d:
-            raise ValueError(f"the query's embedder gives {vector.shape[1]}-d vectors, the result's {facet}_embedding "
-                             f"has {index.d}")
+            raise ValueError(f"the query's embedder gives {vector.shape[1]}-d vectors, the result's "
+                             f"{L.embedding_column(facet)} has {index.d}")
         clusters = self.data.clusters[facet]
         _, ids = index.search(vector, k * 4)  # room for rows under nodes this viewer does not show
         return [int(i) for i in ids[0] if i >= 0 and clusters[i] in self.data.trees[facet]][:k]

@@ -154,3 +154,31 @@ def test_the_protocols_import_nothing_heavy():
     heavy = [m for m in modules if m.split(".")[0] in {"torch", "transformers", "datasets", "numpy", "vllm", "openai",
                                                         "sentence_transformers", "clio_hf"}]
     assert not heavy and not any(isinstance(n, ast.ImportFrom) and n.level for n in top), heavy
+
+
+# ---- the names a result is written with, shared with the Space ------------------------------------------------------
+SHARED_WITH_SPACE = ("layout.py", "tree_rows.py", "figures.py")  # spaces_app/ links to these; deploy-space uploads them
+
+
+def test_layout_imports_only_the_standard_library():
+    """The Space runs `layout.py` with only its own requirements installed, and every clio_hf module may import it."""
+    import sys
+
+    tree = ast.parse((PACKAGE / "layout.py").read_text())
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert not [n for n in imports if isinstance(n, ast.ImportFrom) and n.level], "layout.py imports a clio_hf module"
+    modules = [a.name for n in imports if isinstance(n, ast.Import) for a in n.names]
+    modules += [n.module for n in imports if isinstance(n, ast.ImportFrom)]
+    outside = [m for m in modules if m.split(".")[0] not in sys.stdlib_module_names]
+    assert not outside, f"layout.py imports {outside}, not the standard library"
+
+
+@pytest.mark.parametrize("name", SHARED_WITH_SPACE)
+def test_the_space_deploys_the_packages_own_copy(name):
+    """What deploy-space uploads from spaces_app/ (and a wheel ships in clio_hf/_space_app/) is the package's file."""
+    from clio_hf import space
+
+    root = PACKAGE.parent
+    assert (root / "spaces_app" / name).read_bytes() == (PACKAGE / name).read_bytes()
+    assert name in space.APP_FILES
+    assert f'"{name}"' in (root / "pyproject.toml").read_text().split('"clio_hf._space_app" = [')[-1].split("]")[0]

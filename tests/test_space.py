@@ -193,6 +193,18 @@ def test_what_changed_lists_the_largest_shifts_since_the_last_batch(view, fx):
     assert html.count("<li ") == 10 and f'data-goto="{node.id}"' in html and f"{node.size_before:,} → {node.size:,} rows" in html
 
 
+def test_what_changed_counts_a_node_made_from_the_batch_as_new(view, monkeypatch):
+    """A base node `assign --rebuild-novel` made has no size before: it counts as 0 rows then, marked new."""
+    node = min((n for n in view.trees["request"].values() if n.level == 0), key=lambda n: n.size)
+    before, added, _ = view.changes("request")
+    monkeypatch.setattr(node, "size_before", None)
+    again, added_again, shifts = view.changes("request")
+    assert (again, added_again) == (before, added)  # a base node's size before does not enter the totals
+    was, now = next((w, n) for m, w, n in shifts if m is node)
+    assert was == 0 and now == node.size / added
+    assert f"0 → {node.size:,} rows; new" in view.changes_html("request", top=len(shifts))
+
+
 def test_what_changed_view_opens_a_node_in_the_browser(page, view):
     open_app(page)
     first = page.locator("#clio-changes .clio-changes li a").first
@@ -904,6 +916,8 @@ def test_deploy_space_uploads_a_working_space(hub_server, hub_env, fx, tmp_path,
     assert {"app.py", "requirements.txt", "README.md", "clio_space.json"} <= set(files)
     assert files["app.py"] == (APP_DIR / "app.py").read_bytes()
     assert files["requirements.txt"] == (APP_DIR / "requirements.txt").read_bytes()
+    for shared in ("layout.py", "tree_rows.py", "figures.py"):  # the package's own files, linked into spaces_app/
+        assert files[shared] == (ROOT / "clio_hf" / shared).read_bytes()
     assert json.loads(files["clio_space.json"]) == {"dataset": "user/clio-run"}
     card = files["README.md"].decode()
     front = card.split("---")[1]
@@ -962,6 +976,8 @@ def test_wheel_ships_the_space_app(tmp_path):
                     "--wheel-dir", str(tmp_path / "dist"), str(src)], check=True, capture_output=True, timeout=300)
     names = zipfile.ZipFile(next((tmp_path / "dist").glob("clio_hf-*.whl"))).namelist()
     for name in ("app.py", "requirements.txt", "README.md"):
+        assert f"clio_hf/_space_app/{name}" in names
+    for name in ("layout.py", "tree_rows.py", "figures.py"):  # links in spaces_app/: the wheel holds the files
         assert f"clio_hf/_space_app/{name}" in names
 
 

@@ -1,0 +1,1 @@
+../clio_hf/layout.py
