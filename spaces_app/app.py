@@ -160,13 +160,19 @@ class ResultData:
         self.value_cols = [c for c in dict.fromkeys(order or [*self.facets, *numeric]) if prefix + c in available]
         self.numeric = numeric
         mapped = [f for f in self.facets if all(c in available for c in L.projection_columns(f, prefix))]
-        group = [self.group_column] if self.group_column and self.group_column not in self.value_cols else []
         extra = [c for c in (L.CONVERSATION, L.DUPLICATE_OF, *(L.cluster_column(f) for f in self.facets),
-                             *(xy for f in mapped for xy in L.projection_columns(f)), *group) if prefix + c in available]
+                             *(xy for f in mapped for xy in L.projection_columns(f))) if prefix + c in available]
+        # Loaded as named here: the added columns without the prefix, an input column (the group) as it is.
+        shown = {prefix + c: c for c in self.value_cols + extra}
+        if self.group_column and self.group_column in shown:
+            self.group_column = shown[self.group_column]  # a facet's column, given with its prefix
+        elif self.group_column and self.group_column not in shown.values():
+            group = next((a for a in (prefix + self.group_column, self.group_column) if a in available), None)
+            if group is not None:
+                shown[group] = self.group_column
         # Only the columns shown: embeddings are most of a result's bytes and the viewer never needs them.
-        data = _load(dataset, columns=[prefix + c for c in self.value_cols + extra])
-        if prefix:
-            data = data.rename_columns({c: c[len(prefix):] for c in data.column_names})
+        data = _load(dataset, columns=list(shown))
+        data = data.rename_columns({a: c for a, c in shown.items() if a != c})
         self.n_rows = len(data)
         cols = data.column_names
         self.has_conversation = L.CONVERSATION in cols

@@ -205,6 +205,27 @@ def test_what_changed_counts_a_node_made_from_the_batch_as_new(view, monkeypatch
     assert f"0 → {node.size:,} rows; new" in view.changes_html("request", top=len(shifts))
 
 
+def test_a_prefixed_result_shows_its_group_column_and_input_columns_intact(app, tmp_path):
+    """`annotate --column-prefix` names the added columns `<prefix><facet>...`; the group column, an input column, keeps
+    its name. The viewer strips the prefix from the added columns only, and still finds the group."""
+    import clio_hf
+    from clio_hf.facets import REQUEST, from_column
+    from fakes import ScriptedLLM
+
+    texts = [f"Write a {kind} about {topic}" for kind in ("poem", "story", "song") for topic in ("cats", "rain", "trains")]
+    rows = datasets.Dataset.from_dict({"text": texts * 2, "team": ["red", "blue"] * len(texts)})
+    config = clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(min_rows=1, audit=False, detect_pii=False))
+    result = clio_hf.annotate(rows, facets=[from_column(REQUEST, "text")], llm=ScriptedLLM(), embedder="minilm-l6",
+                              text_column="text", column_prefix="clio_", group_column="team", config=config,
+                              cache_dir=tmp_path / "cache")
+    assert "clio_request_cluster" in result.data.column_names and "team" in result.data.column_names
+    result.save_to_disk(tmp_path / "prefixed")
+    view = app.ClioView(str(tmp_path / "prefixed"))
+    assert view.group_column == "team" and sorted(set(view.group_values)) == ["blue", "red"]
+    assert list(view.rows["request"])[:2] == result.data["clio_request"][:2]
+    assert (view.clusters["request"] == np.asarray(result.data["clio_request_cluster"])).all()
+
+
 def test_what_changed_view_opens_a_node_in_the_browser(page, view):
     open_app(page)
     first = page.locator("#clio-changes .clio-changes li a").first
