@@ -25,6 +25,7 @@ import numpy as np
 
 import clio_hf
 from clio_hf.assign import NOVEL, assign
+from clio_hf.backends import load_embedder
 from clio_hf.facets import REQUEST, from_column
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,20 +49,26 @@ class NamingStandIn:
         return " ".join(text.split()[:max_tokens])
 
 
-def labelled_rows(corpus: str, rows: int) -> datasets.Dataset:
+def labelled_rows(corpus: str, rows: int, *, vectors: bool = False) -> datasets.Dataset:
     """`rows` balanced labelled rows of the quality benchmark's `corpus`: columns `text` (the user's opening, 60 words
-    at most) and `label`, shuffled with seed 0."""
+    at most) and `label`, shuffled with seed 0; with `vectors`, also `vector`, the text's MiniLM embedding, so that
+    the runs of a test embed each text once instead of once a run."""
     quality = _load("eval_quality")
     sample = quality.CORPORA[corpus][0](rows, seed=0)
     openings = [" ".join(text.split()[:60]) for text in quality.user_texts(sample)]
-    return datasets.Dataset.from_dict({"text": openings, "label": sample["label"]}).shuffle(seed=0).flatten_indices()
+    table = {"text": openings, "label": sample["label"]}
+    if vectors:
+        table["vector"] = [v.tolist() for v in load_embedder("minilm-l6").encode(openings)]
+    return datasets.Dataset.from_dict(table).shuffle(seed=0).flatten_indices()
 
 
 def annotate_given(rows: datasets.Dataset, cache: Path) -> clio_hf.ClioResult:
-    """A tree of `rows` on the Request facet given as the `text` column, MiniLM embeddings, stand-in names, no map."""
+    """A tree of `rows` on the Request facet given as the `text` column (and its vectors as `vector`, if there),
+    MiniLM embeddings, stand-in names, no map."""
     config = clio_hf.ClioConfig(privacy=clio_hf.PrivacyConfig(min_rows=1, audit=False, detect_pii=False),
                                 projection=clio_hf.ProjectionConfig(method="none"))
-    return clio_hf.annotate(rows, facets=[from_column(REQUEST, "text")], llm=NamingStandIn(), embedder="minilm-l6",
+    facet = from_column(REQUEST, "text", embedding_column="vector" if "vector" in rows.column_names else None)
+    return clio_hf.annotate(rows, facets=[facet], llm=NamingStandIn(), embedder="minilm-l6",
                             text_column="text", config=config, cache_dir=cache)
 
 
