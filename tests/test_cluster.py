@@ -85,6 +85,38 @@ def test_a_conversation_weight_adds_the_users_words_to_the_answers_embedding():
         embed_facets(data.remove_columns("conversation"), HashEmbedder(), facets=[REQUEST])
 
 
+def test_the_users_words_are_embedded_once_for_request_and_task(tmp_path):
+    """Both built-in facets add the user's words; each row's are encoded once, not once a facet, with the same vectors;
+    a rerun on the cache encodes nothing."""
+    from clio_hf.facets import TASK
+
+    class Counting(HashEmbedder):
+        def __init__(self):
+            super().__init__()
+            self.texts: list[str] = []
+
+        def encode(self, texts):
+            self.texts += list(texts)
+            return super().encode(texts)
+
+    users = [f"user {i} asks about topic {i % 3}" for i in range(10)]
+    data = datasets.Dataset.from_dict({"request": [REQUEST.prefill + f" answer {i}" for i in range(10)],
+                                       "task": [TASK.prefill + f" task {i}" for i in range(10)],
+                                       "conversation": [conversation(u) for u in users]})
+    data.save_to_disk(tmp_path / "rows")
+    data = datasets.load_from_disk(tmp_path / "rows")  # cache files, as annotate's rows have
+    embedder = Counting()
+    both = embed_facets(data, embedder, facets=[REQUEST, TASK])
+    assert sorted(t for t in embedder.texts if t.startswith("user")) == sorted(users)
+    in_memory = datasets.Dataset.from_dict(data.to_dict())  # no cache to read back: computed afresh
+    for facet in (REQUEST, TASK):  # the same vectors as the facet embedded alone
+        alone = embed_facets(in_memory, HashEmbedder(), facets=[facet])
+        np.testing.assert_allclose(np.asarray(both[f"{facet.column}_embedding"]), np.asarray(alone[f"{facet.column}_embedding"]), atol=1e-6)
+    again = Counting()
+    embed_facets(data, again, facets=[REQUEST, TASK])
+    assert again.texts == ["dimension probe"]
+
+
 def test_a_conversation_weight_is_for_clustered_llm_facets_and_never_re_asks_the_llm(tmp_path):
     from clio_hf.extract import extract_facets
     from clio_hf.facets import Facet, from_column
