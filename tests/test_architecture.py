@@ -92,6 +92,32 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+# docs/architecture.md's layers, lowest first. A module imports from its own layer or a lower one; among the stages,
+# only from an earlier stage. A new module must be placed here (and in the doc).
+LAYERS = [
+    ["layout"],
+    ["config", "facets", "models", "language", "pii", "sources"],
+    ["backends", "backends.protocols", "backends.chat_template", "backends.transformers", "backends.vllm", "backends.openai",
+     "backends.sentence_transformers", "llm", "backends_openai", "backends_vllm", "chat_template"],
+    ["columns", "prompts", "keyphrases", "checkpoint", "tree_rows", "figures"],
+    ["conversations", "lenses", "extract", "embed", "cluster", "hierarchy", "projection", "groups", "trends", "privacy",
+     "summary"],  # the stages, in this order
+    ["result", "engine", "distributed", "pipeline", "assign", "dry_run", "diff"],
+    ["cli", "space"],
+]
+STAGES = 4
+
+
+def test_every_import_points_down_the_layers():
+    rank = {f"clio_hf.{m}": (layer, position if layer == STAGES else 0)
+            for layer, modules in enumerate(LAYERS) for position, m in enumerate(modules)}
+    unplaced = sorted(set(MODULES) - set(rank) - {"clio_hf"})
+    assert not unplaced, f"modules in no layer of docs/architecture.md (add them to LAYERS and the doc): {unplaced}"
+    upward = [f"{name} -> {target}" for name, targets in import_graph().items() if name in rank
+              for target in targets if target in rank and rank[target] > rank[name]]
+    assert not upward, f"imports that point up the layers: {upward}"
+
+
 @pytest.mark.parametrize("module", sorted(OLD_PATHS))
 def test_old_import_paths_keep_their_names(module):
     imported = importlib.import_module(module)
