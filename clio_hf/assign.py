@@ -178,6 +178,8 @@ def add_novel_clusters(result: ClioResult, *, llm: str | LLM | None = None, embe
         _, local = np.unique(local, return_inverse=True)  # no empty clusters
         k = int(local.max()) + 1
         nodes = [n for n in tree.select_columns(["facet", "node_id", "level"]).to_list() if n["facet"] == facet.column]
+        if not nodes:
+            continue  # no tree to attach to (a facet without embeddings at annotate time)
         num_base, first_id = sum(n["level"] == 0 for n in nodes), max(n["node_id"] for n in nodes) + 1
         naming = labels.copy()
         naming[novel] = num_base + local  # contiguous ids while naming: the tree's base clusters, then the new ones
