@@ -1103,7 +1103,9 @@ def build_demo(dataset: str, show_withheld: bool = False, *, encode=None, search
         for source in (hits, changes, detail, rows):
             then_follow(source.select(on_goto, facet, [tree, detail, selected], **private))
         then_follow(tree.select(on_tree_select, facet, [detail, selected], **private))
-        then_follow(query.submit(on_search, [facet, query], [tree, detail, hits, selected], **private))
+        # after a search the map always redraws: with no node hit, the previous selection's dimming must go
+        query.submit(on_search, [facet, query], [tree, detail, hits, selected], **private).then(**first_page).then(
+            **{**highlight, "fn": on_colour})
         for control in (language, group, score):
             control.change(**first_page)
         for box in (low, high):  # on Enter or leaving the box, not on every keystroke

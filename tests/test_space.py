@@ -570,6 +570,22 @@ def map_follows_the_tree_and_a_lasso_lists_rows(page, view, node: int):
     assert "rows selected on the map" in lasso.inner_text()
 
 
+def test_a_search_with_no_node_hit_undims_the_map(page, view, fx):
+    """A selection dims the map; a search that opens no node clears the selection, and the map shows every point at
+    full colour again (it used to stay dimmed for the old selection)."""
+    node = fx.ids["request"][SKEWED_NODE]
+    open_app(page, f"?facet=request&node={node}")
+    wait_for_map(page)
+    page.wait_for_function("() => document.querySelector('#clio-map .js-plotly-plot')._fullData"
+                           ".some((t) => Array.isArray(t.marker.opacity) && t.marker.opacity.some((o) => o < 0.5))")
+    assert view.search("request", "zzqx nothing like this") == []
+    page.locator("#clio-search textarea, #clio-search input").first.fill("zzqx nothing like this")
+    page.locator("#clio-search textarea, #clio-search input").first.press("Enter")
+    page.wait_for_function("() => document.querySelector('#clio-map .js-plotly-plot')._fullData"
+                           ".every((t) => !Array.isArray(t.marker.opacity) || t.marker.opacity.every((o) => o > 0.5))")
+    assert min(map_opacity(page).values()) > 0.5
+
+
 def test_the_map_colours_by_any_tree_level(app, view, fx):
     options = view.colour_options("request")
     levels = sorted({n.level for n in view.trees["request"].values()})
