@@ -113,9 +113,10 @@ def assign(
         new = embed_facets(new, embedder, facets=facets, config=config.embed, column_prefix=prefix)
     novel = {}
     for facet in clustered:
-        centroids, radii = base_centroids(result, facet, prefix)
+        ids, centroids, radii = base_centroids(result, facet, prefix)
         vectors, present = embedding_matrix(new, C.embedding_column(facet, prefix))
         labels = nearest_or_novel(vectors, present, centroids, radii)
+        labels = np.where(labels >= 0, ids[np.maximum(labels, 0)], labels)  # a position among the base nodes -> its id
         old_vectors, old_present = _old_embeddings(result.data, facet, prefix)
         if old_vectors is not None:
             twins = np.asarray(new[prefix + C.DUPLICATE_OF])
@@ -180,9 +181,14 @@ def add_novel_clusters(result: ClioResult, *, llm: str | LLM | None = None, embe
         nodes = [n for n in tree.select_columns(["facet", "node_id", "level"]).to_list() if n["facet"] == facet.column]
         if not nodes:
             continue  # no tree to attach to (a facet without embeddings at annotate time)
-        num_base, first_id = sum(n["level"] == 0 for n in nodes), max(n["node_id"] for n in nodes) + 1
-        naming = labels.copy()
-        naming[novel] = num_base + local  # contiguous ids while naming: the tree's base clusters, then the new ones
+        base_ids = sorted(n["node_id"] for n in nodes if n["level"] == 0)
+        num_base, first_id = len(base_ids), max(n["node_id"] for n in nodes) + 1
+        # contiguous ids while naming: the tree's base clusters by position (an earlier rebuild's come after the
+        # parents' ids), then the new ones
+        position = np.full(first_id, -1)
+        position[base_ids] = np.arange(num_base)
+        naming = np.where(labels >= 0, position[np.clip(labels, 0, first_id - 1)], labels)
+        naming[novel] = num_base + local
         rows = name_new_base_clusters(_with_column(data, column, naming), llm, embedder, facet, range(num_base, num_base + k),
                                       config=config.hierarchy, column_prefix=prefix, min_rows=config.privacy.min_rows)
         centroids, radii = centroids_and_radii(vectors[novel], fit[novel], local)
@@ -210,21 +216,29 @@ def add_novel_clusters(result: ClioResult, *, llm: str | LLM | None = None, embe
     return ClioResult(data=data, hierarchy=tree, info={**info, "lineage": lineage, "rows": dict(info.get("rows") or {}, hierarchy=len(tree))})
 
 
-def base_centroids(result: ClioResult, facet: Facet, prefix: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """(centroids, radii) of a facet's base clusters: stored in the hierarchy when the result has them, else computed
-    from its rows' embeddings and clusters."""
+def base_centroids(result: ClioResult, facet: Facet, prefix: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(node ids, centroids, radii) of a facet's base clusters, in id order: stored in the hierarchy when the result
+    has them, else computed from its rows' embeddings and clusters. The ids run 0..k-1 after `annotate`; nodes that
+    `add_novel_clusters` added come after the parents' ids."""
     tree = result.hierarchy
-    if CENTROID in tree.column_names:
-        base = sorted((n, c, r) for f, n, lv, c, r in zip(tree["facet"], tree["node_id"], tree["level"], tree[CENTROID],
-                                                            tree[NOVELTY_RADIUS]) if f == facet.column and lv == 0)
-        if base and all(c is not None for _, c, _ in base):
-            return np.asarray([c for _, c, _ in base], dtype=np.float32), np.asarray([r for _, _, r in base])
+    base = sorted((n, c, r) for f, n, lv, c, r in zip(tree["facet"], tree["node_id"], tree["level"],
+                                                        tree[CENTROID] if CENTROID in tree.column_names else tree["node_id"],
+                                                        tree[NOVELTY_RADIUS] if NOVELTY_RADIUS in tree.column_names else tree["node_id"])
+                  if f == facet.column and lv == 0)
+    ids = np.asarray([n for n, _, _ in base], dtype=np.int64)
+    if CENTROID in tree.column_names and base and all(c is not None for _, c, _ in base):
+        return ids, np.asarray([c for _, c, _ in base], dtype=np.float32), np.asarray([r for _, _, r in base])
     needed = [C.embedding_column(facet, prefix), C.cluster_column(facet, prefix)]
     if any(c not in result.data.column_names for c in needed):
         raise ValueError(f"assign: the result has neither centroids nor the columns {needed} for facet {facet.name!r} "
                          "(a pushed result without embeddings); assign to the local result instead.")
     vectors, present = embedding_matrix(result.data, needed[0])
-    return centroids_and_radii(vectors, present & _originals(result.data, prefix), np.asarray(result.data[needed[1]]))
+    labels = np.asarray(result.data[needed[1]])
+    position = np.full(max(int(labels.max()), int(ids.max(initial=-1))) + 2, -1)
+    position[ids] = np.arange(len(ids))
+    centroids, radii = centroids_and_radii(vectors, present & _originals(result.data, prefix),
+                                           np.where(labels >= 0, position[np.maximum(labels, 0)], -1))
+    return ids, centroids, radii
 
 
 def centroids_and_radii(vectors: np.ndarray, present: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

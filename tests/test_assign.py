@@ -114,6 +114,19 @@ def test_rebuild_novel_names_the_novel_rows_as_new_base_nodes_and_keeps_the_tree
     assert all(root[n["parent_id"]]["size"] == sum(c["size"] for c in root.values() if c["parent_id"] == n["parent_id"])
                for n in new_nodes)  # the parents' sizes count their new children
 
+    # the next batch: the same topic lands in the new nodes (their ids come after the parents'), and a newer topic
+    # makes nodes of its own after those
+    music = ["Which chords should a beginner learn first on the guitar?", "How do I read sheet music for piano?",
+             "Explain what a major scale is in music theory", "Write a short song about the sea with guitar chords"]
+    later = assign(updated, _rows(sky[:4] + music * 3, start=400), llm=ScriptedLLM(), cache_dir=tmp_path,
+                   text_column="text", rebuild_novel=True)
+    added = {n["node_id"] for n in new_nodes}
+    placed = later.data["request_cluster"][len(updated.data):]
+    assert sum(c in added for c in placed[:4]) >= 3, placed
+    newest = later.hierarchy.select(range(len(tree), len(later.hierarchy))).to_list()
+    assert newest and min(n["node_id"] for n in newest) == max(tree["node_id"]) + 1
+    assert later.hierarchy.select(range(len(tree)))["name"] == tree["name"]
+
 
 def test_diff_says_what_changed_after_a_planted_batch(base, tmp_path, capsys):
     """A batch of cooking questions only: `clio-hf diff` finds the cooking nodes grew, the others shrank, and that the
