@@ -25,7 +25,7 @@ from .backends import LLM, Embedder, load_embedder, load_llm
 from .checkpoint import materialise
 from .cluster import base_cluster_count, embedding_matrix, kmeans, nearest
 from .config import ClioConfig
-from .conversations import to_conversations
+from .conversations import broadcast_to_duplicates, to_conversations, unique_rows
 from .embed import embed_facets
 from .extract import extract_facets
 from .facets import Facet
@@ -36,7 +36,7 @@ from .privacy import NUM_USERS, PII, PRIVACY_SCORE, audit_privacy, count_users, 
 from .projection import place_by_neighbours
 from .prompts import PROMPT_VERSION
 from .result import ClioResult
-from .sources import load_source
+from .sources import load_source, source_identity
 from .summary import facets_from_info
 from .trends import count_periods
 
@@ -108,9 +108,11 @@ def assign(
     conversations = materialise(workdir / "conversations", lambda: to_conversations(
         raw, llm, config=config.conversation, conversation_column=conversation_column, text_column=text_column,
         columns=columns, column_prefix=prefix))
-    new = extract_facets(conversations, llm, facets=facets, config=config.facets, column_prefix=prefix)
+    unique, duplicate_of, originals = unique_rows(conversations, prefix)  # a copy is asked and embedded once
+    unique = extract_facets(unique, llm, facets=facets, config=config.facets, column_prefix=prefix)
     if embedder is not None:
-        new = embed_facets(new, embedder, facets=facets, config=config.embed, column_prefix=prefix)
+        unique = embed_facets(unique, embedder, facets=facets, config=config.embed, column_prefix=prefix)
+    new = broadcast_to_duplicates(conversations, unique, duplicate_of, originals)
     novel = {}
     for facet in clustered:
         ids, centroids, radii = base_centroids(result, facet, prefix)
@@ -119,12 +121,11 @@ def assign(
         labels = np.where(labels >= 0, ids[np.maximum(labels, 0)], labels)  # a position among the base nodes -> its id
         old_vectors, old_present = _old_embeddings(result.data, facet, prefix)
         if old_vectors is not None:
-            twins = np.asarray(new[prefix + C.DUPLICATE_OF])
-            originals = present & (twins < 0)
-            rising = emerging(vectors[originals], old_vectors[old_present & _originals(result.data, prefix)], seed=config.cluster.seed)
-            labels[np.flatnonzero(originals)[rising]] = NOVEL
-            copies = np.flatnonzero(present & (twins >= 0))
-            labels[copies] = labels[twins[copies]]  # a copy goes where its first occurrence went
+            first = present & (duplicate_of < 0)  # a copy has its first occurrence's vector, hence its label
+            rising = emerging(vectors[first], old_vectors[old_present & _originals(result.data, prefix)], seed=config.cluster.seed)
+            labels[np.flatnonzero(first)[rising]] = NOVEL
+            copies = np.flatnonzero(present & (duplicate_of >= 0))
+            labels[copies] = labels[duplicate_of[copies]]
         novel[facet.column] = int((labels == NOVEL).sum())
         new = new.add_column(C.cluster_column(facet, prefix), labels.tolist(), feature=datasets.Value("int64"))
         new = _add_map_points(new, result.data, facet, vectors, present, config, prefix, (old_vectors, old_present))
@@ -141,7 +142,7 @@ def assign(
     hierarchy = hierarchy.add_column(SIZE_BEFORE, [before.get((f, n)) for f, n in zip(hierarchy["facet"], hierarchy["node_id"])],
                                      feature=datasets.Value("int64"))
     lineage = list(info.get("lineage") or [{"run": "annotate", "rows": old_rows, "created_at": info.get("created_at")}])
-    lineage.append({"run": "assign", "rows": len(new), "novel": novel, "source": _describe(new_rows)})
+    lineage.append({"run": "assign", "rows": len(new), "novel": novel, "source": source_identity(new_rows)})
     rows = dict(info.get("rows") or {}, input=len(data), data=len(data), hierarchy=len(hierarchy))
     logger.info("assign: %d new rows; novel per facet %s", len(new), novel)
     updated = ClioResult(data=data, hierarchy=hierarchy, info={**info, "rows": rows, "lineage": lineage})
@@ -220,14 +221,13 @@ def base_centroids(result: ClioResult, facet: Facet, prefix: str = "") -> tuple[
     """(node ids, centroids, radii) of a facet's base clusters, in id order: stored in the hierarchy when the result
     has them, else computed from its rows' embeddings and clusters. The ids run 0..k-1 after `annotate`; nodes that
     `add_novel_clusters` added come after the parents' ids."""
-    tree = result.hierarchy
-    base = sorted((n, c, r) for f, n, lv, c, r in zip(tree["facet"], tree["node_id"], tree["level"],
-                                                        tree[CENTROID] if CENTROID in tree.column_names else tree["node_id"],
-                                                        tree[NOVELTY_RADIUS] if NOVELTY_RADIUS in tree.column_names else tree["node_id"])
-                  if f == facet.column and lv == 0)
-    ids = np.asarray([n for n, _, _ in base], dtype=np.int64)
-    if CENTROID in tree.column_names and base and all(c is not None for _, c, _ in base):
-        return ids, np.asarray([c for _, c, _ in base], dtype=np.float32), np.asarray([r for _, _, r in base])
+    stored = CENTROID in result.hierarchy.column_names
+    columns = ["facet", "node_id", "level", *([CENTROID, NOVELTY_RADIUS] if stored else [])]
+    base = sorted((n for n in result.hierarchy.select_columns(columns).to_list() if n["facet"] == facet.column and n["level"] == 0),
+                  key=lambda n: n["node_id"])
+    ids = np.asarray([n["node_id"] for n in base], dtype=np.int64)
+    if stored and base and all(n[CENTROID] is not None for n in base):
+        return ids, np.asarray([n[CENTROID] for n in base], dtype=np.float32), np.asarray([n[NOVELTY_RADIUS] for n in base])
     needed = [C.embedding_column(facet, prefix), C.cluster_column(facet, prefix)]
     if any(c not in result.data.column_names for c in needed):
         raise ValueError(f"assign: the result has neither centroids nor the columns {needed} for facet {facet.name!r} "
@@ -443,8 +443,3 @@ def _originals(data: datasets.Dataset, prefix: str) -> np.ndarray:
     """Rows that are not a copy of an earlier row: a duplicate would sit at distance 0 from its twin and shrink radii."""
     column = prefix + C.DUPLICATE_OF
     return np.asarray(data[column]) < 0 if column in data.column_names else np.ones(len(data), dtype=bool)
-
-
-def _describe(source) -> str:
-    return f"dataset:{source._fingerprint}" if isinstance(source, datasets.Dataset) else f"local:{Path(str(source)).name}" \
-        if Path(str(source)).exists() else str(source)
